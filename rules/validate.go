@@ -1,0 +1,94 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+)
+
+// validate checks what can be checked without a database. Every message
+// names the key it is about.
+func (c *Config) validate() error {
+	var errs []error
+	add := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	checkAddr(add, "listen", c.Listen, true)
+	checkAddr(add, "upstream", c.Upstream, true)
+	checkAddr(add, "metrics_listen", c.MetricsListen, false)
+	switch c.UpstreamTLS {
+	case "disable", "require", "verify-full":
+	default:
+		add("upstream_tls", "%q is not one of disable, require, verify-full", c.UpstreamTLS)
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		add("tls", "cert and key must be given together")
+	}
+	if c.MaxMessageSize < 1024 {
+		add("max_message_size", "%d is too small (at least 1024 bytes)", c.MaxMessageSize)
+	}
+	for _, name := range sortedKeys(c.Tables) {
+		c.validateTable(add, name, c.Tables[name])
+	}
+	return errors.Join(errs...)
+}
+
+func checkAddr(add func(string, string, ...any), key, v string, required bool) {
+	if v == "" {
+		if required {
+			add(key, "missing (host:port)")
+		}
+		return
+	}
+	if _, _, err := net.SplitHostPort(v); err != nil {
+		add(key, "%q is not host:port", v)
+	}
+}
+
+func (c *Config) validateTable(add func(string, string, ...any), name string, t *Table) {
+	key := "tables." + name
+	if t == nil {
+		add(key, "empty table entry")
+		return
+	}
+	if schema, rel, ok := strings.Cut(name, "."); !ok || schema == "" || rel == "" {
+		add(key, "table names are schema-qualified, like public.customers")
+	}
+	if t.OnAnonymize != "anonymize" && t.OnAnonymize != "delete" {
+		add(key+".on_anonymize", "%q is not anonymize or delete", t.OnAnonymize)
+	}
+	if t.Parent != nil {
+		if t.Parent.Table == "" || t.Parent.Via == "" {
+			add(key+".parent", "needs table and via")
+		} else if _, ok := c.Tables[t.Parent.Table]; !ok {
+			add(key+".parent.table", "%s is not declared under tables", t.Parent.Table)
+		}
+	}
+	for _, col := range sortedKeys(t.Columns) {
+		validateColumn(add, key+".columns."+col, t.Columns[col])
+	}
+}
+
+func validateColumn(add func(string, string, ...any), key string, col *Column) {
+	if col == nil || col.Mask.Kind == None {
+		add(key, "needs a mask strategy")
+		return
+	}
+	if col.Mask.Kind == RandomEmail {
+		add(key+".mask", "random_email is an anonymize strategy; use email or redact to mask")
+	}
+	if col.Anonymize.Derived() {
+		add(key+".anonymize", "%s derives its value from the original and could be traced back; use redact, blank, nullify, text:<fixed> or random_email", col.Anonymize)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
