@@ -1,0 +1,92 @@
+package masking
+
+import (
+	"fmt"
+
+	"github.com/pgveil/pgveil/rules"
+)
+
+// SQLSTATE for every rejection: insufficient_privilege.
+const RejectCode = "42501"
+
+// Plan is the analysis of one query text for one masked session: either a
+// rejection, or one StatementPlan per statement in the text, in order.
+// A Plan holds no literal values and no PII; it may be cached and shared.
+type Plan struct {
+	Statements []StatementPlan
+}
+
+// StatementPlan says what one statement returns and how to mask it.
+type StatementPlan struct {
+	// Tag is the statement kind in upper case, as in its command tag
+	// ("SELECT", "INSERT", "DECLARE CURSOR", "FETCH", "COPY", "SET", ...).
+	Tag string
+	// Outputs are the result columns in order, for statements that return
+	// rows (SELECT, VALUES, RETURNING, EXPLAIN, SHOW, FETCH of a known cursor,
+	// EXECUTE of a known prepared statement, COPY ... TO STDOUT). Nil when the
+	// statement returns no rows.
+	Outputs []Output
+	// ReadsPII is true when any PII column is read anywhere in the statement,
+	// even when no output carries it (errors of such statements are scrubbed).
+	ReadsPII bool
+	// Cursor is set for DECLARE (the cursor it defines) and FETCH/MOVE (the
+	// cursor it reads); Prepared likewise for SQL PREPARE and EXECUTE. The
+	// session keeps the Outputs of each name, since a FETCH or EXECUTE alone
+	// cannot know them.
+	Cursor   string
+	Prepared string
+	// Copy is set for COPY ... TO STDOUT.
+	Copy *CopyFormat
+}
+
+// CopyFormat describes the data format of a COPY TO STDOUT.
+type CopyFormat struct {
+	CSV       bool
+	Delimiter byte   // '\t' for text, ',' for CSV unless given
+	Quote     byte   // CSV only, default '"'
+	Escape    byte   // CSV only, default = Quote
+	Null      string // "\\N" for text, "" for CSV unless given
+	Header    bool
+}
+
+// Output is one result column.
+type Output struct {
+	// Name is the column name the server will report (informational).
+	Name string
+	// Sources are the PII columns the value derives from ("schema.table.column").
+	// Empty means the value is exact: it passes through unchanged.
+	Sources []string
+	// Plain is true when the value is the PII column itself, unchanged, so
+	// the column's own mask strategy applies. Otherwise a PII-derived value
+	// is redacted in a form valid for its result type.
+	Plain bool
+	// Strategy is the column's mask strategy when Plain.
+	Strategy rules.Strategy
+}
+
+// Masked reports whether the output needs masking.
+func (o Output) Masked() bool { return len(o.Sources) > 0 }
+
+// Rejection is returned instead of a Plan when the statement cannot be
+// proven safe. Its Error text is what the client sees in the ErrorResponse.
+type Rejection struct {
+	// Construct names what was refused ("ORDER BY", "function dblink", ...).
+	Construct string
+	// Column names the PII column involved, when one is ("customers.email").
+	Column string
+	// Message is the full message; built from the above when empty.
+	Message string
+	// Hint is optional advice ("add an ORDER BY on non-PII columns").
+	Hint string
+}
+
+// Error implements error.
+func (r *Rejection) Error() string {
+	if r.Message != "" {
+		return r.Message
+	}
+	if r.Column != "" {
+		return fmt.Sprintf("pgveil: column %s is PII; %s is not allowed for masked roles", r.Column, r.Construct)
+	}
+	return fmt.Sprintf("pgveil: %s is not allowed for masked roles", r.Construct)
+}
