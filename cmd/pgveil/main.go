@@ -1,0 +1,62 @@
+// Command pgveil is a PostgreSQL wire-protocol proxy that masks personal
+// data in query results for untrusted login roles.
+//
+// Usage:
+//
+//	pgveil --config pgveil.yaml          run the proxy
+//	pgveil <command> --help              help for a command
+//
+// Exit status: 0 on success (and after a clean shutdown), 1 when the
+// command failed, 2 for a usage error.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// command is one subcommand of the pgveil binary.
+type command struct {
+	name  string
+	short string
+	run   func(args []string, stdout, stderr io.Writer) int
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the proxy (the default when no command is given)", runServe},
+	}
+}
+
+func main() {
+	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// dispatch picks the subcommand; a first argument that is a flag means serve.
+func dispatch(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (len(args[0]) > 0 && args[0][0] == '-' && args[0] != "-h" && args[0] != "--help") {
+		return runServe(args, stdout, stderr)
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(args[1:], stdout, stderr)
+		}
+	}
+	usage(stderr)
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		return 0
+	}
+	fmt.Fprintf(stderr, "\npgveil: unknown command %q\n", args[0])
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "pgveil: a PostgreSQL proxy that masks personal data for untrusted roles.")
+	fmt.Fprintln(w, "\nUsage: pgveil [command] [flags]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.short)
+	}
+	fmt.Fprintln(w, "\nRun 'pgveil <command> --help' for a command's flags.")
+	fmt.Fprintln(w, "Exit status: 0 success, 1 failure, 2 usage error.")
+}

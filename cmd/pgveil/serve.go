@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pgveil/pgveil/proxy"
+	"github.com/pgveil/pgveil/rules"
+)
+
+// logFlags are the logging flags every command shares.
+type logFlags struct{ format, level string }
+
+func (l *logFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&l.format, "log-format", "text", "log format: text or json")
+	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch l.format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not text or json", l.format)
+}
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config := fs.String("config", "pgveil.yaml", "configuration file")
+	var lf logFlags
+	lf.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: pgveil [serve] --config FILE\n\nRuns the proxy. SIGHUP reloads the configuration; SIGTERM or SIGINT stops\naccepting clients, lets running queries finish (shutdown_timeout), then exits.\nExit status: 0 after a clean shutdown, 1 on failure, 2 on a usage error.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return usageStatus(err)
+	}
+	log, err := lf.logger(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "pgveil:", err)
+		return 2
+	}
+	if err := serve(*config, log); err != nil {
+		log.Error("pgveil stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// usageStatus maps a flag parsing error to an exit status.
+func usageStatus(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}
+
+// serve runs the proxy until SIGTERM or SIGINT.
+func serve(path string, log *slog.Logger) error {
+	cfg, err := rules.Load(path)
+	if err != nil {
+		return err
+	}
+	opts, err := proxyOptions(cfg)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv := proxy.New(opts, log, proxy.NewMetrics(reg))
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	if cfg.MetricsListen != "" {
+		if err := serveMetrics(cfg.MetricsListen, reg, log); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	log.Info("pgveil listening", "listen", ln.Addr().String(), "upstream", cfg.Upstream)
+	go handleSignals(srv, path, log)
+	return srv.Serve(ln)
+}
+
+// handleSignals reloads on SIGHUP and shuts down on SIGTERM/SIGINT.
+func handleSignals(srv *proxy.Server, path string, log *slog.Logger) {
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	for sig := range ch {
+		if sig == syscall.SIGHUP {
+			reload(srv, path, log)
+			continue
+		}
+		log.Info("shutting down", "signal", sig.String(), "sessions", srv.Sessions())
+		if err := srv.Shutdown(context.Background()); err != nil {
+			log.Warn("shutdown timeout passed; closed the remaining sessions", "err", err)
+		}
+		return
+	}
+}
+
+// reload re-reads the configuration; an invalid file keeps what is in force.
+func reload(srv *proxy.Server, path string, log *slog.Logger) {
+	cfg, err := rules.Load(path)
+	if err == nil {
+		var opts proxy.Options
+		if opts, err = proxyOptions(cfg); err == nil {
+			srv.Reload(opts)
+			log.Info("configuration reloaded", "path", path)
+			return
+		}
+	}
+	log.Error("configuration not reloaded; the previous one stays in force", "err", err)
+}
+
+// proxyOptions builds the proxy's options from the configuration.
+func proxyOptions(cfg *rules.Config) (proxy.Options, error) {
+	opts := proxy.Options{
+		Upstream:        cfg.Upstream,
+		MaxMessageSize:  cfg.MaxMessageSize,
+		ShutdownTimeout: time.Duration(cfg.ShutdownTimeout),
+	}
+	if cfg.TLS.Enabled() {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+		if err != nil {
+			return opts, fmt.Errorf("tls: %w", err)
+		}
+		opts.ClientTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	up, err := upstreamTLS(cfg)
+	if err != nil {
+		return opts, err
+	}
+	opts.UpstreamTLS = up
+	opts.UpstreamTLSRequired = cfg.UpstreamTLS != "disable"
+	return opts, nil
+}
+
+// upstreamTLS builds the TLS configuration for connecting to the server.
+func upstreamTLS(cfg *rules.Config) (*tls.Config, error) {
+	switch cfg.UpstreamTLS {
+	case "require":
+		return &tls.Config{InsecureSkipVerify: true}, nil // encrypts without verifying, like libpq's sslmode=require
+	case "verify-full":
+		host, _, _ := net.SplitHostPort(cfg.Upstream)
+		tc := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+		if cfg.UpstreamTLSCA != "" {
+			pem, err := os.ReadFile(cfg.UpstreamTLSCA)
+			if err != nil {
+				return nil, fmt.Errorf("upstream_tls_ca: %w", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("upstream_tls_ca: no certificate found in %s", cfg.UpstreamTLSCA)
+			}
+		}
+		return tc, nil
+	}
+	return nil, nil
+}
+
+// serveMetrics serves Prometheus metrics at /metrics.
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics_listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	go func() {
+		if err := http.Serve(ln, mux); err != nil {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return nil
+}

@@ -1,0 +1,261 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// session is one client connection and its upstream connection.
+//
+// Lifecycle: serve reads the startup packet (negotiating TLS), dials the
+// upstream, relays authentication, then runs two pumps: client->server on
+// the session's goroutine and server->client on a second one. When either
+// ends, both connections are closed and serve returns after the other pump
+// has stopped, so no goroutine outlives its session.
+type session struct {
+	srv  *Server
+	opts *Options // as they were when the session started
+	log  *slog.Logger
+
+	client   net.Conn
+	upstream net.Conn
+	// fromClient and fromServer own the read buffers of each direction.
+	fromClient *pump
+	fromServer *pump
+
+	user, database string
+	key            cancelKey
+	keyIssued      bool
+	upstreamKey    []byte
+
+	clientMu  sync.Mutex // serializes writes to the client
+	closeOnce sync.Once
+	closed    atomic.Bool
+	// serverSaidFatal is set when the server sent a FATAL or PANIC error, so
+	// that its closing the connection needs no word from the proxy.
+	serverSaidFatal atomic.Bool
+	shutting        atomic.Bool // Shutdown asked; close at the next ReadyForQuery
+	idle            atomic.Bool // the last server message was ReadyForQuery and nothing is pending
+
+	pendingSyncs atomic.Int32 // Query and Sync messages forwarded, not yet answered
+	batchStart   atomic.Int64 // unix nanos when pendingSyncs went from 0 to 1
+}
+
+func newSession(srv *Server, c net.Conn) *session {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	return &session{srv: srv, opts: srv.options(), log: srv.log, client: c}
+}
+
+// serve runs the session to its end.
+func (s *session) serve() {
+	defer s.close()
+	if err := s.setup(); err != nil || s.upstream == nil {
+		s.endWith(err) // a nil error with no upstream was a cancel request
+		return
+	}
+	s.log.Debug("session started", "user", s.user, "database", s.database)
+	s.relay()
+}
+
+// setup runs the startup and authentication phases.
+func (s *session) setup() error {
+	s.client.SetDeadline(time.Now().Add(startupTimeout))
+	startup, err := s.readStartup()
+	if err != nil || startup == nil {
+		return err
+	}
+	s.user = startup.Parameters["user"]
+	s.database = startup.Parameters["database"]
+	if s.database == "" {
+		s.database = s.user
+	}
+	up, err := s.dialUpstream()
+	if err != nil {
+		return err
+	}
+	s.upstream = up
+	s.fromClient = newPump(s.client, s.upstream, s.opts.MaxMessageSize)
+	s.fromServer = newPump(s.upstream, s.client, s.opts.MaxMessageSize)
+	if err := s.authenticate(startup); err != nil {
+		return err
+	}
+	s.client.SetDeadline(time.Time{})
+	return nil
+}
+
+// relay runs both pumps until one side ends.
+func (s *session) relay() {
+	s.fromClient.bytes = s.srv.metrics.BytesFromClients
+	s.fromServer.bytes = s.srv.metrics.BytesFromServers
+	s.fromServer.dst = lockedWriter{s}
+	s.idle.Store(true)
+	done := make(chan error, 1)
+	go func() {
+		err := s.fromServer.run(&serverHandler{s: s})
+		s.serverEnded(err)
+		done <- err
+	}()
+	clientErr := s.fromClient.run(clientHandler{s})
+	s.clientEnded(clientErr)
+	<-done
+}
+
+// clientEnded closes the session after the client pump stopped, telling the
+// client why when its input was at fault.
+func (s *session) clientEnded(err error) {
+	var pe *protocolError
+	switch {
+	case errors.As(err, &pe):
+		s.srv.metrics.Errors.WithLabelValues("protocol").Inc()
+		s.log.Warn("closing client after a protocol violation", "user", s.user, "err", pe)
+		s.writeClient(fatalMessage(codeProtocolViolation, "pgveil: "+pe.Error()))
+	case err != nil && !errors.Is(err, io.EOF) && !s.closed.Load():
+		s.log.Info("session ended", "user", s.user, "reason", err)
+	}
+	s.close()
+}
+
+// serverEnded closes the session after the server pump stopped. When the
+// upstream went away without saying why, the client is told.
+func (s *session) serverEnded(err error) {
+	if s.closed.Load() {
+		return
+	}
+	var pe *protocolError
+	switch {
+	case errors.As(err, &pe):
+		s.srv.metrics.Errors.WithLabelValues("protocol").Inc()
+		s.log.Warn("invalid message from upstream", "user", s.user, "err", pe)
+		s.writeClient(fatalMessage(codeProtocolViolation, "pgveil: invalid message from upstream: "+pe.Error()))
+	case !s.serverSaidFatal.Load():
+		s.srv.metrics.Errors.WithLabelValues("upstream").Inc()
+		s.log.Info("upstream connection lost", "user", s.user, "err", err)
+		s.writeClient(fatalMessage(codeConnectionFailure, "pgveil: lost connection to upstream "+s.opts.Upstream))
+	}
+	s.close()
+}
+
+// endWith tells the client why its session ends, when it should be told.
+func (s *session) endWith(err error) {
+	var ce *clientError
+	switch {
+	case errors.As(err, &ce):
+		s.log.Info("session refused", "user", s.user, "code", ce.code, "reason", ce.msg)
+		s.writeClient(fatalMessage(ce.code, ce.msg))
+	case errors.Is(err, errAuthFailed), errors.Is(err, io.EOF), err == nil:
+	default:
+		s.log.Info("session ended during startup", "user", s.user, "reason", err)
+	}
+}
+
+// writeClient writes to the client, serialized with the server pump.
+func (s *session) writeClient(b []byte) error {
+	s.clientMu.Lock()
+	defer s.clientMu.Unlock()
+	return writeAll(s.client, b)
+}
+
+// close closes both connections once.
+func (s *session) close() {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.client.Close()
+		if s.upstream != nil {
+			s.upstream.Close()
+		}
+		if s.keyIssued {
+			s.srv.cancels.forget(s.key)
+		}
+	})
+}
+
+// shutdown asks the session to end: at once when idle, otherwise after
+// the running query's ReadyForQuery.
+func (s *session) shutdown() {
+	s.shutting.Store(true)
+	if s.idle.Load() {
+		s.terminate()
+	}
+}
+
+// terminate ends a session from the proxy's side, telling the client why.
+func (s *session) terminate() {
+	s.writeClient(fatalMessage(codeAdminShutdown, "terminating connection because pgveil is shutting down"))
+	if s.upstream != nil {
+		writeAll(s.upstream, []byte{'X', 0, 0, 0, 4})
+	}
+	s.close()
+}
+
+// lockedWriter writes to the client under the session's client lock.
+type lockedWriter struct{ s *session }
+
+func (w lockedWriter) Write(b []byte) (int, error) {
+	w.s.clientMu.Lock()
+	defer w.s.clientMu.Unlock()
+	return w.s.client.Write(b)
+}
+
+// clientHandler watches client->server traffic of an untouched session.
+type clientHandler struct{ s *session }
+
+func (clientHandler) whole(typ byte) bool { return typ == 'Q' || typ == 'S' }
+
+func (h clientHandler) handle(out, msg []byte) ([]byte, error) {
+	h.s.startQuery()
+	return append(out, msg...), nil
+}
+
+// serverHandler watches server->client traffic of an untouched session.
+type serverHandler struct{ s *session }
+
+func (*serverHandler) whole(typ byte) bool { return typ == 'Z' || typ == 'E' }
+
+func (h *serverHandler) handle(out, msg []byte) ([]byte, error) {
+	if msg[0] == 'E' {
+		h.s.noteError(msg)
+	} else {
+		h.s.endQuery()
+	}
+	return append(out, msg...), nil
+}
+
+// noteError counts a server error and notes whether it ends the session.
+func (s *session) noteError(msg []byte) {
+	s.srv.metrics.Errors.WithLabelValues("server").Inc()
+	switch errorSeverity(msg) {
+	case "FATAL", "PANIC":
+		s.serverSaidFatal.Store(true)
+	}
+}
+
+// startQuery notes that a Query or Sync was forwarded.
+func (s *session) startQuery() {
+	if s.pendingSyncs.Add(1) == 1 {
+		s.batchStart.Store(time.Now().UnixNano())
+		s.idle.Store(false)
+	}
+}
+
+// endQuery notes a ReadyForQuery, records latency, and ends the session
+// here when a shutdown is waiting for it.
+func (s *session) endQuery() {
+	m := s.srv.metrics
+	m.Queries.Inc()
+	if s.pendingSyncs.Add(-1) > 0 {
+		return
+	}
+	s.pendingSyncs.Store(0)
+	m.QueryLatency.Observe(float64(time.Now().UnixNano()-s.batchStart.Load()) / 1e9)
+	s.idle.Store(true)
+	if s.shutting.Load() {
+		go s.terminate()
+	}
+}

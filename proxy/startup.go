@@ -1,0 +1,245 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// startupTimeout bounds the startup and authentication phase, like
+// PostgreSQL's authentication_timeout.
+const startupTimeout = 60 * time.Second
+
+// clientError is an error the client should be told about in a FATAL
+// ErrorResponse before its connection is closed.
+type clientError struct {
+	code string
+	msg  string
+}
+
+func (e *clientError) Error() string { return e.msg }
+
+// readStartup negotiates TLS and GSS encryption with the client and reads
+// its StartupMessage. It returns nil params when the packet was a
+// CancelRequest (already handled).
+func (s *session) readStartup() (*pgproto3.StartupMessage, error) {
+	for {
+		body, err := readStartupPacket(s.client)
+		if err != nil {
+			return nil, err
+		}
+		code := binary.BigEndian.Uint32(body)
+		switch {
+		case code == cancelRequestCode:
+			s.srv.handleCancel(body)
+			return nil, nil
+		case code == sslRequestCode:
+			if err := s.negotiateTLS(); err != nil {
+				return nil, err
+			}
+		case code == gssEncRequestCode:
+			if _, err := s.client.Write([]byte{'N'}); err != nil {
+				return nil, err
+			}
+		case code>>16 == protocolMajor3:
+			msg := &pgproto3.StartupMessage{}
+			if err := msg.Decode(body); err != nil {
+				return nil, &clientError{codeProtocolViolation, "pgveil: " + err.Error()}
+			}
+			return msg, nil
+		default:
+			return nil, &clientError{codeFeatureNotSupport, fmt.Sprintf(
+				"unsupported frontend protocol %d.%d: server supports 3.0 to 3.2", code>>16, code&0xffff)}
+		}
+	}
+}
+
+// negotiateTLS answers an SSLRequest: 'S' and a TLS handshake when the
+// proxy has a certificate, else 'N'.
+func (s *session) negotiateTLS() error {
+	cfg := s.opts.ClientTLS
+	if _, isTLS := s.client.(*tls.Conn); cfg == nil || isTLS {
+		_, err := s.client.Write([]byte{'N'})
+		return err
+	}
+	if _, err := s.client.Write([]byte{'S'}); err != nil {
+		return err
+	}
+	tc := tls.Server(s.client, cfg)
+	if err := tc.Handshake(); err != nil {
+		return fmt.Errorf("TLS handshake: %w", err)
+	}
+	s.client = tc
+	return nil
+}
+
+// dialUpstream connects to the server, with TLS when configured.
+func (s *session) dialUpstream() (net.Conn, error) {
+	addr := s.opts.Upstream
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return nil, &clientError{codeCannotConnect, fmt.Sprintf("pgveil: could not connect to upstream %s: %v", addr, err)}
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	if s.opts.UpstreamTLS == nil {
+		return c, nil
+	}
+	tc, err := upstreamTLS(c, s.opts.UpstreamTLS, s.opts.UpstreamTLSRequired)
+	if err != nil {
+		c.Close()
+		return nil, &clientError{codeCannotConnect, fmt.Sprintf("pgveil: upstream %s: %v", addr, err)}
+	}
+	return tc, nil
+}
+
+// upstreamTLS sends SSLRequest and wraps c in TLS when the server agrees.
+func upstreamTLS(c net.Conn, cfg *tls.Config, required bool) (net.Conn, error) {
+	c.SetDeadline(time.Now().Add(startupTimeout))
+	defer c.SetDeadline(time.Time{})
+	req := binary.BigEndian.AppendUint32(nil, 8)
+	req = binary.BigEndian.AppendUint32(req, sslRequestCode)
+	if err := writeAll(c, req); err != nil {
+		return nil, err
+	}
+	var answer [1]byte
+	if _, err := c.Read(answer[:]); err != nil {
+		return nil, err
+	}
+	switch answer[0] {
+	case 'S':
+		tc := tls.Client(c, cfg)
+		if err := tc.Handshake(); err != nil {
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		return tc, nil
+	case 'N':
+		if required {
+			return nil, errors.New("server does not support TLS (upstream_tls requires it)")
+		}
+		return c, nil
+	}
+	return nil, fmt.Errorf("unexpected answer %q to SSLRequest", answer[0])
+}
+
+// authenticate forwards the startup message and relays the authentication
+// exchange until the server's first ReadyForQuery. The server does all
+// authentication; the proxy only takes SCRAM-SHA-256-PLUS out of the
+// offer (channel binding cannot cross a proxy that terminates TLS) and
+// replaces BackendKeyData with a key of its own.
+func (s *session) authenticate(startup *pgproto3.StartupMessage) error {
+	out, err := startup.Encode(nil)
+	if err != nil {
+		return &clientError{codeProtocolViolation, "pgveil: " + err.Error()}
+	}
+	if err := writeAll(s.upstream, out); err != nil {
+		return s.upstreamLost(err)
+	}
+	for {
+		msg, err := s.fromServer.next()
+		if err != nil {
+			return s.upstreamLost(err)
+		}
+		done, err := s.authMessage(msg)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// authMessage handles one server message of the authentication phase.
+func (s *session) authMessage(msg []byte) (done bool, err error) {
+	var out []byte
+	switch msg[0] {
+	case 'R':
+		out, err = s.authRequest(msg)
+	case 'K':
+		s.upstreamKey = bytes.Clone(msg[headerLen:])
+		s.key = s.srv.cancels.issue(upstreamTarget{addr: s.opts.Upstream, key: s.upstreamKey})
+		s.keyIssued = true
+		out = s.key.backendKeyData(nil)
+	case 'E':
+		// The server's own error (wrong password, no such database...):
+		// the client gets it verbatim, then the connection ends.
+		writeAll(s.client, msg)
+		return false, errAuthFailed
+	default:
+		out = msg
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := writeAll(s.client, out); err != nil {
+		return false, err
+	}
+	return msg[0] == 'Z', nil
+}
+
+var errAuthFailed = errors.New("authentication failed")
+
+// authRequest forwards an authentication request and, when it asks the
+// client for something, relays the client's answer.
+func (s *session) authRequest(msg []byte) ([]byte, error) {
+	if len(msg) < headerLen+4 {
+		return nil, errors.New("malformed authentication request from server")
+	}
+	code := binary.BigEndian.Uint32(msg[headerLen:])
+	if code == 10 { // AuthenticationSASL: drop the -PLUS mechanisms
+		msg = withoutChannelBinding(msg)
+	}
+	if err := writeAll(s.client, msg); err != nil {
+		return nil, err
+	}
+	switch code {
+	case 3, 5, 7, 8, 9, 10, 11: // cleartext, md5, GSS, GSS continue, SSPI, SASL, SASL continue
+		reply, err := s.fromClient.next()
+		if err != nil {
+			return nil, err
+		}
+		if reply[0] != 'p' {
+			return nil, &clientError{codeProtocolViolation, fmt.Sprintf("expected password response, got message type %q", reply[0])}
+		}
+		if err := writeAll(s.upstream, reply); err != nil {
+			return nil, s.upstreamLost(err)
+		}
+	}
+	return nil, nil
+}
+
+// withoutChannelBinding rewrites an AuthenticationSASL message so that it
+// offers no mechanism ending in -PLUS.
+func withoutChannelBinding(msg []byte) []byte {
+	var sasl pgproto3.AuthenticationSASL
+	if err := sasl.Decode(msg[headerLen:]); err != nil {
+		return msg
+	}
+	kept := sasl.AuthMechanisms[:0]
+	for _, m := range sasl.AuthMechanisms {
+		if !bytes.HasSuffix([]byte(m), []byte("-PLUS")) {
+			kept = append(kept, m)
+		}
+	}
+	sasl.AuthMechanisms = kept
+	out, err := sasl.Encode(nil)
+	if err != nil {
+		return msg
+	}
+	return out
+}
+
+// upstreamLost wraps a failure of the upstream connection for the client.
+func (s *session) upstreamLost(err error) error {
+	var ce *clientError
+	if errors.As(err, &ce) {
+		return err
+	}
+	s.srv.metrics.Errors.WithLabelValues("upstream").Inc()
+	return &clientError{codeConnectionFailure, fmt.Sprintf("pgveil: lost connection to upstream %s: %v", s.opts.Upstream, err)}
+}
