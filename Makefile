@@ -1,0 +1,35 @@
+# pgveil: build, test and benchmark.
+# Needs Go, gcc (cgo for the SQL parser) and PostgreSQL server binaries
+# (Debian: apt-get install -y postgresql; PgBouncer for `make bench`: pgbouncer).
+
+GO        ?= go
+BIN       := bin/pgveil
+TESTFLAGS ?= -race -count=1 -timeout 20m
+
+.PHONY: all build test vet bench demo fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/pgveil
+
+vet:
+	$(GO) vet ./...
+
+# The test command CI runs: every package against a throwaway PostgreSQL.
+test: vet
+	$(GO) test $(TESTFLAGS) ./...
+
+# pgbench -S through pgveil, PgBouncer (when installed) and directly, side by side.
+bench: build
+	$(GO) run ./bench --pgveil $(BIN) $(BENCHFLAGS)
+
+demo: build
+	$(BIN) demo
+
+fuzz:
+	$(GO) test ./masking -run '^$$' -fuzz FuzzCacheKey -fuzztime 30s
+	$(GO) test ./masking -run '^$$' -fuzz FuzzMaskDataRow -fuzztime 30s
+
+clean:
+	rm -rf bin

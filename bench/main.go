@@ -1,0 +1,164 @@
+// Command bench compares the throughput, latency and relay CPU cost of
+// pgveil with PostgreSQL reached directly and through pgbouncer, using
+// pgbench's select-only workload.
+//
+//	go build -o bin/pgveil ./cmd/pgveil && go run ./bench --pgveil bin/pgveil
+//
+// Without --upstream it starts a throwaway PostgreSQL (internal/pgtest).
+// Every target is measured in every round, the target order alternating
+// between rounds, and the table shows medians over the rounds. Progress goes
+// to stderr, the table to stdout.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// config holds the command-line flags.
+type config struct {
+	pgveil      string
+	pgbouncer   string
+	upstream    string
+	user        string
+	db          string
+	scale       int
+	clients     int
+	threads     int
+	seconds     int
+	rounds      int
+	modes       []string
+	jsonPath    string
+	extraConfig string
+	maskedUser  string
+}
+
+func main() {
+	os.Exit(run())
+}
+
+// run parses flags, runs the benchmark and cleans up; it returns the exit
+// code.
+func run() int {
+	cfg, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var undo cleanups
+	err = bench(ctx, cfg, &undo)
+	undo.run()
+	if err != nil {
+		if ctx.Err() != nil {
+			err = errors.New("interrupted")
+		}
+		slog.Error("bench failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// parseFlags reads the command line into a config.
+func parseFlags(args []string) (config, error) {
+	var c config
+	var modes string
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.StringVar(&c.pgveil, "pgveil", "bin/pgveil", "pgveil binary to benchmark")
+	fs.StringVar(&c.pgbouncer, "pgbouncer", "", "pgbouncer binary (default: PATH, then /usr/sbin/pgbouncer)")
+	fs.StringVar(&c.upstream, "upstream", "", "host:port of an existing PostgreSQL (default: start a throwaway one)")
+	fs.StringVar(&c.user, "user", "postgres", "role for --upstream (password from PGPASSWORD)")
+	fs.StringVar(&c.db, "db", "postgres", "database to run pgbench in")
+	fs.IntVar(&c.scale, "scale", 10, "pgbench -i scale factor")
+	fs.IntVar(&c.clients, "clients", 8, "pgbench clients (-c)")
+	fs.IntVar(&c.threads, "threads", 2, "pgbench threads (-j)")
+	fs.IntVar(&c.seconds, "seconds", 5, "seconds per pgbench run (-T)")
+	fs.IntVar(&c.rounds, "rounds", 3, "rounds; the target order alternates between rounds")
+	fs.StringVar(&modes, "modes", "simple,extended", "comma-separated pgbench query modes (-M)")
+	fs.StringVar(&c.jsonPath, "json", "", "also write the results as JSON to this file")
+	fs.StringVar(&c.extraConfig, "extra-config", "", "YAML file appended to the generated pgveil config")
+	fs.StringVar(&c.maskedUser, "masked-user", "", "also run through pgveil as this role (created, granted SELECT)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	c.modes = splitList(modes)
+	return c, c.validate()
+}
+
+// validate rejects flag values pgbench would choke on.
+func (c config) validate() error {
+	if c.clients < 1 || c.threads < 1 || c.seconds < 1 || c.rounds < 1 || c.scale < 1 {
+		return errors.New("--clients, --threads, --seconds, --rounds and --scale must be at least 1")
+	}
+	if len(c.modes) == 0 {
+		return errors.New("--modes is empty")
+	}
+	for _, m := range c.modes {
+		if m != "simple" && m != "extended" && m != "prepared" {
+			return fmt.Errorf("--modes: unknown pgbench mode %q", m)
+		}
+	}
+	return nil
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// bench runs the whole benchmark: upstream, targets, rounds, report.
+func bench(ctx context.Context, cfg config, undo *cleanups) error {
+	dir, err := workDir(undo)
+	if err != nil {
+		return err
+	}
+	up, err := setupUpstream(ctx, cfg, undo)
+	if err != nil {
+		return err
+	}
+	if err := prepareData(ctx, cfg, up); err != nil {
+		return err
+	}
+	targets, skipped, err := startTargets(cfg, up, dir, undo)
+	if err != nil {
+		return err
+	}
+	runs, err := runRounds(ctx, cfg, up, targets, dir)
+	if err != nil {
+		return err
+	}
+	rep := newReport(cfg, up, targets, runs, skipped)
+	rep.print(os.Stdout)
+	if cfg.jsonPath != "" {
+		return rep.writeJSON(cfg.jsonPath)
+	}
+	return nil
+}
+
+// cleanups is a stack of undo steps run in reverse order.
+type cleanups []func()
+
+// add pushes an undo step.
+func (c *cleanups) add(f func()) { *c = append(*c, f) }
+
+// run pops and runs every undo step.
+func (c *cleanups) run() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+	*c = nil
+}

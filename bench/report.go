@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+)
+
+// report is what the bench prints and writes as JSON.
+type report struct {
+	Machine  machine  `json:"machine"`
+	Settings settings `json:"settings"`
+	Skipped  []string `json:"skipped,omitempty"`
+	Rows     []row    `json:"results"`
+}
+
+// machine describes where the numbers come from.
+type machine struct {
+	CPUs       int    `json:"cpus"`
+	CPUModel   string `json:"cpu_model"`
+	PostgreSQL string `json:"postgresql"`
+	ClockTicks int64  `json:"clock_ticks_per_second"`
+}
+
+// settings are the workload parameters.
+type settings struct {
+	Clients int      `json:"clients"`
+	Threads int      `json:"threads"`
+	Seconds int      `json:"seconds"`
+	Rounds  int      `json:"rounds"`
+	Scale   int      `json:"scale"`
+	Modes   []string `json:"modes"`
+}
+
+// row holds the medians of one (mode, target) over all rounds.
+type row struct {
+	Mode           string   `json:"mode"`
+	Target         string   `json:"target"`
+	TPS            float64  `json:"tps"`
+	AvgMs          float64  `json:"avg_ms"`
+	P99Ms          float64  `json:"p99_ms"`
+	CPUUsPerTxn    *float64 `json:"cpu_us_per_txn"`
+	TPSVsPgbouncer *float64 `json:"tps_vs_pgbouncer"`
+	CPUVsPgbouncer *float64 `json:"cpu_vs_pgbouncer"`
+	Runs           []result `json:"runs"`
+}
+
+// newReport summarises the runs into one row per (mode, target).
+func newReport(cfg config, up *upstream, targets []target, runs []result, skipped []string) report {
+	rep := report{
+		Machine: machine{CPUs: runtime.NumCPU(), CPUModel: cpuModel(),
+			PostgreSQL: up.version, ClockTicks: clockTicks()},
+		Settings: settings{Clients: cfg.clients, Threads: cfg.threads, Seconds: cfg.seconds,
+			Rounds: cfg.rounds, Scale: cfg.scale, Modes: cfg.modes},
+		Skipped: skipped,
+	}
+	for _, mode := range cfg.modes {
+		var rows []row
+		for _, t := range targets {
+			rows = append(rows, summarise(mode, t.name, runs))
+		}
+		rep.Rows = append(rep.Rows, withRatios(rows)...)
+	}
+	return rep
+}
+
+// summarise takes the median of each metric over the runs of mode/target.
+func summarise(mode, name string, runs []result) row {
+	r := row{Mode: mode, Target: name}
+	var tps, avg, p99, cpu []float64
+	for _, x := range runs {
+		if x.Mode != mode || x.Target != name {
+			continue
+		}
+		r.Runs = append(r.Runs, x)
+		tps, avg, p99 = append(tps, x.TPS), append(avg, x.AvgMs), append(p99, x.P99Ms)
+		if x.CPUUsPerTxn != nil {
+			cpu = append(cpu, *x.CPUUsPerTxn)
+		}
+	}
+	r.TPS, r.AvgMs, r.P99Ms = median(tps), median(avg), median(p99)
+	if len(cpu) > 0 {
+		m := median(cpu)
+		r.CPUUsPerTxn = &m
+	}
+	return r
+}
+
+// withRatios fills the ratios of one mode's rows against its pgbouncer row.
+func withRatios(rows []row) []row {
+	i := slices.IndexFunc(rows, func(r row) bool { return r.Target == "pgbouncer" })
+	if i < 0 {
+		return rows
+	}
+	base := rows[i]
+	for j := range rows {
+		rows[j].TPSVsPgbouncer = ratio(rows[j].TPS, base.TPS)
+		if rows[j].CPUUsPerTxn != nil && base.CPUUsPerTxn != nil {
+			rows[j].CPUVsPgbouncer = ratio(*rows[j].CPUUsPerTxn, *base.CPUUsPerTxn)
+		}
+	}
+	return rows
+}
+
+// ratio is a/b, or nil when b is zero.
+func ratio(a, b float64) *float64 {
+	if b == 0 {
+		return nil
+	}
+	r := a / b
+	return &r
+}
+
+// median of values; 0 for none.
+func median(values []float64) float64 {
+	if len(values) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(values))
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// print writes the machine, the workload and the table.
+func (rep report) print(w io.Writer) {
+	m, s := rep.Machine, rep.Settings
+	fmt.Fprintf(w, "\nmachine: %d CPUs, %s, PostgreSQL %s\n", m.CPUs, m.CPUModel, m.PostgreSQL)
+	fmt.Fprintf(w, "workload: pgbench -S, scale %d, %d clients, %d threads, %d s per run; median of %d rounds\n",
+		s.Scale, s.Clients, s.Threads, s.Seconds, s.Rounds)
+	fmt.Fprintf(w, "relay CPU: utime+stime of the relay process from /proc (%d ticks/s) per transaction\n", m.ClockTicks)
+	for _, note := range rep.Skipped {
+		fmt.Fprintf(w, "skipped %s\n", note)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "mode\ttarget\tTPS\tavg ms\tp99 ms\tCPU µs/txn\tTPS vs pgbouncer\tCPU vs pgbouncer")
+	for _, r := range rep.Rows {
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.3f\t%.3f\t%s\t%s\t%s\n", r.Mode, r.Target, r.TPS, r.AvgMs, r.P99Ms,
+			orDash(r.CPUUsPerTxn, "%.1f"), orDash(r.TPSVsPgbouncer, "%.2fx"), orDash(r.CPUVsPgbouncer, "%.2fx"))
+	}
+	_ = tw.Flush()
+}
+
+// orDash formats v, or "-" when it is missing.
+func orDash(v *float64, format string) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf(format, *v)
+}
+
+// writeJSON writes the report as indented JSON to path.
+func (rep report) writeJSON(path string) error {
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("--json: %w", err)
+	}
+	return nil
+}
+
+// cpuModel is the first "model name" in /proc/cpuinfo, or "unknown CPU".
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	defer func() { _ = f.Close() }()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		key, value, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(key) == "model name" {
+			return strings.TrimSpace(value)
+		}
+	}
+	return "unknown CPU"
+}
