@@ -223,6 +223,8 @@ func TestGracefulShutdown(t *testing.T) {
 func TestNoGoroutineLeak(t *testing.T) {
 	p := startProxy(t, nil)
 	ctx := testCtx(t)
+	p.connect(t, "postgres").Close(ctx) // starts the event loops
+	eventually(t, "the first session to end", func() bool { return p.srv.Sessions() == 0 })
 	before := runtime.NumGoroutine()
 	for i := 0; i < 20; i++ {
 		c, err := pgx.Connect(ctx, p.dsn("postgres", ""))

@@ -12,7 +12,7 @@ import (
 // hold one whole message that must be inspected; it shrinks back once empty.
 const (
 	readBufSize  = 32 << 10
-	flushAtBytes = 256 << 10 // write out mid-batch once this much is pending
+	flushAtBytes = 256 << 10 // an output buffer larger than 4x this is dropped after use
 )
 
 // handler decides, per message, what a pump does with it. Both methods run
@@ -138,11 +138,6 @@ func (p *pump) process(h handler) (need int, err error) {
 			return 0, err
 		}
 		p.r += n
-		if len(p.out) >= flushAtBytes {
-			if err := p.flush(); err != nil {
-				return 0, err
-			}
-		}
 	}
 	return 0, nil
 }

@@ -45,6 +45,7 @@ type Server struct {
 	wg       sync.WaitGroup
 
 	cancels cancelRegistry
+	loops   loops
 }
 
 // New creates a server. metrics may be nil (then nothing is registered).
@@ -138,6 +139,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	defer cancel()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	defer s.loops.stop()
 	select {
 	case <-done:
 		return nil

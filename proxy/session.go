@@ -27,6 +27,9 @@ type session struct {
 	// fromClient and fromServer own the read buffers of each direction.
 	fromClient *pump
 	fromServer *pump
+	// onLoop is set while an event loop relays the session; its sockets
+	// then belong to the loop.
+	onLoop *loopSession
 
 	user, database string
 	key            cancelKey
@@ -90,56 +93,64 @@ func (s *session) setup() error {
 	return nil
 }
 
-// relay runs both pumps until one side ends.
+// relay runs both pumps until one side ends: on an event loop when the
+// server has one and both sockets are plain TCP, else on two goroutines.
 func (s *session) relay() {
 	s.fromClient.bytes = s.srv.metrics.BytesFromClients
 	s.fromServer.bytes = s.srv.metrics.BytesFromServers
-	s.fromServer.dst = lockedWriter{s}
 	s.idle.Store(true)
-	done := make(chan error, 1)
+	if l := s.srv.loops.pick(); l != nil && s.relayOnLoop(l) {
+		return
+	}
+	s.fromServer.dst = lockedWriter{s}
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		err := s.fromServer.run(&serverHandler{s: s})
-		s.serverEnded(err)
-		done <- err
+		if !s.closed.Load() {
+			s.endGoroutines(false, err)
+		}
 	}()
-	clientErr := s.fromClient.run(clientHandler{s})
-	s.clientEnded(clientErr)
+	err := s.fromClient.run(clientHandler{s})
+	s.endGoroutines(true, err)
 	<-done
 }
 
-// clientEnded closes the session after the client pump stopped, telling the
-// client why when its input was at fault.
-func (s *session) clientEnded(err error) {
-	var pe *protocolError
-	switch {
-	case errors.As(err, &pe):
-		s.srv.metrics.Errors.WithLabelValues("protocol").Inc()
-		s.log.Warn("closing client after a protocol violation", "user", s.user, "err", pe)
-		s.writeClient(fatalMessage(codeProtocolViolation, "pgveil: "+pe.Error()))
-	case err != nil && !errors.Is(err, io.EOF) && !s.closed.Load():
-		s.log.Info("session ended", "user", s.user, "reason", err)
+// endGoroutines ends a session relayed by goroutines.
+func (s *session) endGoroutines(fromClient bool, err error) {
+	if msg := s.endMessage(fromClient, err); msg != nil {
+		s.writeClient(msg)
 	}
 	s.close()
 }
 
-// serverEnded closes the session after the server pump stopped. When the
-// upstream went away without saying why, the client is told.
-func (s *session) serverEnded(err error) {
-	if s.closed.Load() {
-		return
-	}
+// endMessage logs why the session ends (the pump that read from the client
+// when fromClient, else the one that read from the server, stopped with err)
+// and returns the FATAL message the client should get, or nil.
+func (s *session) endMessage(fromClient bool, err error) []byte {
 	var pe *protocolError
 	switch {
+	case s.closed.Load():
+		return nil
+	case fromClient && errors.As(err, &pe):
+		s.srv.metrics.Errors.WithLabelValues("protocol").Inc()
+		s.log.Warn("closing client after a protocol violation", "user", s.user, "err", pe)
+		return fatalMessage(codeProtocolViolation, "pgveil: "+pe.Error())
+	case fromClient:
+		if err != nil && !errors.Is(err, io.EOF) {
+			s.log.Info("session ended", "user", s.user, "reason", err)
+		}
+		return nil
 	case errors.As(err, &pe):
 		s.srv.metrics.Errors.WithLabelValues("protocol").Inc()
 		s.log.Warn("invalid message from upstream", "user", s.user, "err", pe)
-		s.writeClient(fatalMessage(codeProtocolViolation, "pgveil: invalid message from upstream: "+pe.Error()))
+		return fatalMessage(codeProtocolViolation, "pgveil: invalid message from upstream: "+pe.Error())
 	case !s.serverSaidFatal.Load():
 		s.srv.metrics.Errors.WithLabelValues("upstream").Inc()
 		s.log.Info("upstream connection lost", "user", s.user, "err", err)
-		s.writeClient(fatalMessage(codeConnectionFailure, "pgveil: lost connection to upstream "+s.opts.Upstream))
+		return fatalMessage(codeConnectionFailure, "pgveil: lost connection to upstream "+s.opts.Upstream)
 	}
-	s.close()
+	return nil
 }
 
 // endWith tells the client why its session ends, when it should be told.
@@ -155,8 +166,14 @@ func (s *session) endWith(err error) {
 	}
 }
 
-// writeClient writes to the client, serialized with the server pump.
+// writeClient writes to the client, serialized with the server pump. Before
+// the relay starts and on goroutines it writes at once; on an event loop it
+// is queued there.
 func (s *session) writeClient(b []byte) error {
+	if ls := s.onLoop; ls != nil {
+		ls.l.post(func() { ls.writeClientNow(b) })
+		return nil
+	}
 	s.clientMu.Lock()
 	defer s.clientMu.Unlock()
 	return writeAll(s.client, b)
@@ -166,6 +183,9 @@ func (s *session) writeClient(b []byte) error {
 func (s *session) close() {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
+		if ls := s.onLoop; ls != nil {
+			ls.l.post(ls.closeNow)
+		}
 		s.client.Close()
 		if s.upstream != nil {
 			s.upstream.Close()
@@ -187,7 +207,12 @@ func (s *session) shutdown() {
 
 // terminate ends a session from the proxy's side, telling the client why.
 func (s *session) terminate() {
-	s.writeClient(fatalMessage(codeAdminShutdown, "terminating connection because pgveil is shutting down"))
+	msg := fatalMessage(codeAdminShutdown, "terminating connection because pgveil is shutting down")
+	if ls := s.onLoop; ls != nil {
+		ls.l.post(func() { ls.terminate(msg) })
+		return
+	}
+	s.writeClient(msg)
 	if s.upstream != nil {
 		writeAll(s.upstream, []byte{'X', 0, 0, 0, 4})
 	}

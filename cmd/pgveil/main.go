@@ -26,6 +26,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the proxy (the default when no command is given)", runServe},
+		{"demo", "run the proxy in front of a throwaway PostgreSQL to try it", runDemo},
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -51,6 +52,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config := fs.String("config", "pgveil.yaml", "configuration file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until the proxy stops (for performance work)")
 	var lf logFlags
 	lf.register(fs)
 	fs.Usage = func() {
@@ -64,6 +66,14 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "pgveil:", err)
 		return 2
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "pgveil: --cpuprofile:", err)
+			return 1
+		}
+		defer stop()
 	}
 	if err := serve(*config, log); err != nil {
 		log.Error("pgveil stopped", "err", err)
@@ -82,6 +92,14 @@ func usageStatus(err error) int {
 
 // serve runs the proxy until SIGTERM or SIGINT.
 func serve(path string, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return serveUntil(ctx, path, log)
+}
+
+// serveUntil runs the proxy until ctx ends, then shuts it down gracefully.
+// SIGHUP reloads the configuration meanwhile.
+func serveUntil(ctx context.Context, path string, log *slog.Logger) error {
 	cfg, err := rules.Load(path)
 	if err != nil {
 		return err
@@ -104,24 +122,35 @@ func serve(path string, log *slog.Logger) error {
 		}
 	}
 	log.Info("pgveil listening", "listen", ln.Addr().String(), "upstream", cfg.Upstream)
-	go handleSignals(srv, path, log)
-	return srv.Serve(ln)
-}
-
-// handleSignals reloads on SIGHUP and shuts down on SIGTERM/SIGINT.
-func handleSignals(srv *proxy.Server, path string, log *slog.Logger) {
-	ch := make(chan os.Signal, 4)
-	signal.Notify(ch, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	for sig := range ch {
-		if sig == syscall.SIGHUP {
-			reload(srv, path, log)
-			continue
-		}
-		log.Info("shutting down", "signal", sig.String(), "sessions", srv.Sessions())
+	go reloadOnHangup(ctx, srv, path, log)
+	shutdownDone := make(chan struct{})
+	go func() {
+		defer close(shutdownDone)
+		<-ctx.Done()
+		log.Info("shutting down", "sessions", srv.Sessions())
 		if err := srv.Shutdown(context.Background()); err != nil {
 			log.Warn("shutdown timeout passed; closed the remaining sessions", "err", err)
 		}
-		return
+	}()
+	err = srv.Serve(ln)
+	if err == nil {
+		<-shutdownDone
+	}
+	return err
+}
+
+// reloadOnHangup reloads the configuration on every SIGHUP until ctx ends.
+func reloadOnHangup(ctx context.Context, srv *proxy.Server, path string, log *slog.Logger) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	defer signal.Stop(ch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+			reload(srv, path, log)
+		}
 	}
 }
 
@@ -199,4 +228,17 @@ func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) error
 		}
 	}()
 	return nil
+}
+
+// startCPUProfile profiles the process into path until the returned stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

@@ -1,0 +1,427 @@
+//go:build linux
+
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// loopWaitMillis bounds each epoll_wait. The wait is a raw system call
+// that holds its P, so it must return now and then for the runtime (a
+// stop-the-world pause also interrupts it with a signal).
+const loopWaitMillis = 10
+
+// A loop relays many sessions on one locked OS thread with its own epoll
+// set, calling read, write and epoll_wait as raw system calls so that the
+// Go scheduler stays off the hot path (see doc.go for the measurements).
+// Everything a loop owns (the sessions' descriptors and pumps) is touched
+// only on the loop's thread; other goroutines post commands.
+type loop struct {
+	epfd   int
+	wakeFd int // eventfd: posting a command wakes the loop
+
+	mu   sync.Mutex
+	cmds []func()
+
+	ends    []*endpoint // indexed by file descriptor
+	quit    bool
+	stopped chan struct{}
+}
+
+// endpoint is one descriptor of a loop session.
+type endpoint struct {
+	ls       *loopSession
+	isClient bool
+	events   uint32 // the interest registered in epoll now
+}
+
+// loopSession is a session being relayed by a loop.
+type loopSession struct {
+	s              *session
+	l              *loop
+	client, server *endpoint
+	cfd, sfd       int
+	c2s, s2c       direction
+	done           chan struct{}
+	closed         bool
+	clientH        clientHandler
+	serverH        *serverHandler
+}
+
+// direction is one way of a loop session: a pump plus the part of its
+// output not yet written (the socket was full).
+type direction struct {
+	p       *pump
+	sent    int
+	blocked bool // output pending: reading the source is paused
+}
+
+func newLoop() (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	wfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	l := &loop{epfd: epfd, wakeFd: wfd, stopped: make(chan struct{})}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wfd)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wfd, &ev); err != nil {
+		return nil, err
+	}
+	go l.run()
+	return l, nil
+}
+
+// post runs fn on the loop's thread.
+func (l *loop) post(fn func()) {
+	l.mu.Lock()
+	l.cmds = append(l.cmds, fn)
+	l.mu.Unlock()
+	var one = [8]byte{1}
+	unix.Write(l.wakeFd, one[:])
+}
+
+func (l *loop) run() {
+	runtime.LockOSThread() // never unlocked: the thread exits with the loop
+	defer close(l.stopped)
+	defer unix.Close(l.epfd)
+	defer unix.Close(l.wakeFd)
+	events := make([]unix.EpollEvent, 256)
+	var cmds []func()
+	for !l.quit {
+		n := epollWait(l.epfd, events)
+		for i := 0; i < n; i++ {
+			fd := int(events[i].Fd)
+			if fd == l.wakeFd {
+				var b [8]byte
+				unix.Read(l.wakeFd, b[:])
+				continue
+			}
+			if fd < len(l.ends) && l.ends[fd] != nil {
+				l.ends[fd].ls.onEvent(l.ends[fd], events[i].Events)
+			}
+		}
+		l.mu.Lock()
+		cmds, l.cmds = l.cmds, cmds[:0]
+		l.mu.Unlock()
+		for _, fn := range cmds {
+			fn()
+		}
+	}
+}
+
+// epollWait waits for events without the runtime's syscall bookkeeping.
+func epollWait(epfd int, events []unix.EpollEvent) int {
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd),
+		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), loopWaitMillis, 0, 0)
+	if errno != 0 {
+		return 0 // EINTR: a signal, e.g. the runtime's preemption
+	}
+	return int(n)
+}
+
+func rawRead(fd int, b []byte) (int, syscall.Errno) {
+	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	return int(n), errno
+}
+
+func rawWrite(fd int, b []byte) (int, syscall.Errno) {
+	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	return int(n), errno
+}
+
+// detachFD takes a connection's socket out of the Go runtime: it returns a
+// non-blocking duplicate of the descriptor and closes the original.
+func detachFD(c net.Conn) (int, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return -1, errors.New("not a socket")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var dupErr error
+	if err := rc.Control(func(orig uintptr) { fd, dupErr = unix.Dup(int(orig)) }); err != nil {
+		return -1, err
+	}
+	if dupErr != nil {
+		return -1, dupErr
+	}
+	unix.CloseOnExec(fd)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	c.Close()
+	return fd, nil
+}
+
+// relayOnLoop hands the session's two sockets to l and waits until the loop
+// ends the session. It returns false, having changed nothing, when the
+// sockets cannot be taken over (TLS, or not TCP).
+func (s *session) relayOnLoop(l *loop) bool {
+	if _, ok := s.client.(*net.TCPConn); !ok {
+		return false
+	}
+	if _, ok := s.upstream.(*net.TCPConn); !ok {
+		return false
+	}
+	cfd, err := detachFD(s.client)
+	if err != nil {
+		return false
+	}
+	sfd, err := detachFD(s.upstream)
+	if err != nil {
+		unix.Close(cfd)
+		s.client.Close()
+		return true // the client socket is gone; nothing left to relay
+	}
+	ls := &loopSession{s: s, l: l, cfd: cfd, sfd: sfd, done: make(chan struct{}),
+		c2s: direction{p: s.fromClient}, s2c: direction{p: s.fromServer},
+		clientH: clientHandler{s}, serverH: &serverHandler{s: s}}
+	s.onLoop = ls
+	l.post(ls.register)
+	<-ls.done
+	return true
+}
+
+// register adds the session's descriptors to the loop and relays whatever
+// the startup phase had already read.
+func (ls *loopSession) register() {
+	ls.client = &endpoint{ls: ls, isClient: true}
+	ls.server = &endpoint{ls: ls}
+	for _, e := range []struct {
+		fd  int
+		end *endpoint
+	}{{ls.cfd, ls.client}, {ls.sfd, ls.server}} {
+		for e.fd >= len(ls.l.ends) {
+			ls.l.ends = append(ls.l.ends, nil)
+		}
+		ls.l.ends[e.fd] = e.end
+		e.end.events = unix.EPOLLIN | unix.EPOLLRDHUP
+		ev := unix.EpollEvent{Events: e.end.events, Fd: int32(e.fd)}
+		if err := unix.EpollCtl(ls.l.epfd, unix.EPOLL_CTL_ADD, e.fd, &ev); err != nil {
+			ls.end(true, err)
+			return
+		}
+	}
+	ls.pumpBuffered(&ls.c2s, ls.clientH, ls.sfd)
+	ls.pumpBuffered(&ls.s2c, ls.serverH, ls.cfd)
+}
+
+// pumpBuffered relays bytes a pump already holds.
+func (ls *loopSession) pumpBuffered(d *direction, h handler, dst int) {
+	if ls.closed || d.p.r == d.p.w {
+		return
+	}
+	need, err := d.p.process(h)
+	if err != nil {
+		ls.end(d == &ls.c2s, err)
+		return
+	}
+	d.p.makeRoom(need)
+	ls.flush(d, dst)
+}
+
+// onEvent handles readiness of one of the session's descriptors.
+func (ls *loopSession) onEvent(e *endpoint, ev uint32) {
+	in, out, src, dst := &ls.c2s, &ls.s2c, ls.cfd, ls.sfd
+	inH := handler(ls.clientH)
+	if !e.isClient {
+		in, out, src, dst = &ls.s2c, &ls.c2s, ls.sfd, ls.cfd
+		inH = ls.serverH
+	}
+	if ev&unix.EPOLLOUT != 0 {
+		ls.flush(out, src)
+	}
+	if !ls.closed && !in.blocked && ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		ls.read(in, inH, src, dst)
+	}
+}
+
+// read reads once from src, relays the complete messages, and writes the
+// result to dst.
+func (ls *loopSession) read(d *direction, h handler, src, dst int) {
+	p := d.p
+	n, errno := rawRead(src, p.buf[p.w:])
+	switch {
+	case errno == syscall.EAGAIN:
+		return
+	case errno != 0:
+		ls.end(d == &ls.c2s, errno)
+		return
+	case n == 0:
+		ls.end(d == &ls.c2s, io.EOF)
+		return
+	}
+	p.w += n
+	if p.bytes != nil {
+		p.bytes.Add(float64(n))
+	}
+	need, err := p.process(h)
+	if err != nil {
+		ls.end(d == &ls.c2s, err)
+		return
+	}
+	p.makeRoom(need)
+	ls.flush(d, dst)
+}
+
+// flush writes d's pending output to dst. When the socket is full it
+// pauses reading d's source and waits for dst to become writable.
+func (ls *loopSession) flush(d *direction, dst int) {
+	p := d.p
+	for d.sent < len(p.out) {
+		n, errno := rawWrite(dst, p.out[d.sent:])
+		if errno == syscall.EAGAIN {
+			ls.setBlocked(d, true)
+			return
+		}
+		if errno != 0 {
+			ls.end(d != &ls.c2s, errno)
+			return
+		}
+		d.sent += n
+	}
+	d.sent = 0
+	if cap(p.out) > 4*flushAtBytes {
+		p.out = nil
+	} else {
+		p.out = p.out[:0]
+	}
+	if d.blocked {
+		ls.setBlocked(d, false)
+		h := handler(ls.clientH)
+		if d == &ls.s2c {
+			h = ls.serverH
+		}
+		ls.pumpBuffered(d, h, dst)
+	}
+}
+
+// setBlocked pauses or resumes reading d's source while its output waits.
+func (ls *loopSession) setBlocked(d *direction, blocked bool) {
+	d.blocked = blocked
+	srcEnd, dstEnd := ls.client, ls.server
+	if d == &ls.s2c {
+		srcEnd, dstEnd = ls.server, ls.client
+	}
+	ls.interest(srcEnd, unix.EPOLLIN|unix.EPOLLRDHUP, !blocked)
+	ls.interest(dstEnd, unix.EPOLLOUT, blocked)
+}
+
+// interest turns bits of an endpoint's epoll interest on or off.
+func (ls *loopSession) interest(e *endpoint, bits uint32, on bool) {
+	want := e.events &^ bits
+	if on {
+		want |= bits
+	}
+	if want == e.events {
+		return
+	}
+	e.events = want
+	fd := ls.sfd
+	if e.isClient {
+		fd = ls.cfd
+	}
+	ev := unix.EpollEvent{Events: want, Fd: int32(fd)}
+	unix.EpollCtl(ls.l.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
+}
+
+// end closes the session: it tells the client why when it should know,
+// closes both descriptors and releases the session's goroutine.
+func (ls *loopSession) end(fromClient bool, err error) {
+	if ls.closed {
+		return
+	}
+	if msg := ls.s.endMessage(fromClient, err); msg != nil {
+		ls.writeClientNow(msg)
+	}
+	ls.closeNow()
+}
+
+// writeClientNow queues b after the client's pending output and tries once
+// to write it all; used for the last words of a session.
+func (ls *loopSession) writeClientNow(b []byte) {
+	if ls.closed {
+		return
+	}
+	ls.s2c.p.out = append(ls.s2c.p.out, b...)
+	ls.flush(&ls.s2c, ls.cfd)
+}
+
+// terminate sends the client msg and the server a Terminate, then closes.
+func (ls *loopSession) terminate(msg []byte) {
+	ls.writeClientNow(msg)
+	if !ls.closed {
+		rawWrite(ls.sfd, []byte{'X', 0, 0, 0, 4})
+	}
+	ls.closeNow()
+}
+
+// closeNow closes both descriptors and wakes the session's goroutine.
+func (ls *loopSession) closeNow() {
+	if ls.closed {
+		return
+	}
+	ls.closed = true
+	ls.l.ends[ls.cfd], ls.l.ends[ls.sfd] = nil, nil
+	unix.Close(ls.cfd)
+	unix.Close(ls.sfd)
+	close(ls.done)
+}
+
+// loops is the set of event loops of a process, created on first use.
+type loops struct {
+	once sync.Once
+	all  []*loop
+	next uint32
+	mu   sync.Mutex
+}
+
+// pick returns a loop for a new session (round robin), or nil when event
+// loops are not available.
+func (ls *loops) pick() *loop {
+	ls.once.Do(func() {
+		n := max(1, runtime.GOMAXPROCS(0)/2)
+		for i := 0; i < n; i++ {
+			l, err := newLoop()
+			if err != nil {
+				return
+			}
+			ls.all = append(ls.all, l)
+		}
+	})
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if len(ls.all) == 0 {
+		return nil
+	}
+	ls.next++
+	return ls.all[int(ls.next)%len(ls.all)]
+}
+
+// stop ends the loops once no session uses them, and waits for them.
+func (ls *loops) stop() {
+	ls.mu.Lock()
+	all := ls.all
+	ls.all = nil
+	ls.mu.Unlock()
+	for _, l := range all {
+		l.post(func() { l.quit = true })
+		<-l.stopped
+	}
+}
