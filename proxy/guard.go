@@ -1,5 +1,70 @@
 package proxy
 
+import "github.com/jackc/pgx/v5/pgproto3"
+
 // Guard is the seam between the proxy, which knows the wire protocol, and
-// the masking layer, which knows SQL meaning. See doc.go.
-type Guard interface{}
+// the masking layer, which knows SQL meaning. The proxy calls it once per
+// session; a session it returns no Policy for is relayed untouched.
+type Guard interface {
+	// Open is called after the server has accepted the login and before the
+	// client sees its first ReadyForQuery. exec runs one query on the
+	// session's own upstream connection and returns its rows as text; it
+	// is valid only during Open. Open returns (nil, nil) for a session that
+	// is not masked. An error refuses the session: the client gets it as a
+	// FATAL error (SQLSTATE 42501 unless the error has a Code method).
+	Open(info SessionInfo, exec func(sql string) ([][]string, error)) (Policy, error)
+}
+
+// SessionInfo describes a session whose login the server accepted.
+type SessionInfo struct {
+	User     string
+	Database string
+	// Params are the client's startup parameters (options, replication...).
+	Params map[string]string
+}
+
+// Policy is the masking layer's side of one masked session.
+//
+// Concurrency: the proxy calls a Policy's methods one at a time, never
+// concurrently, in the order the messages they concern were sent or
+// received. Memory: slices passed in (fields, formats) are borrowed for the
+// call only; a Policy must copy what it keeps.
+type Policy interface {
+	// Analyze is called for every Query and Parse message, in the order the
+	// client sent them, before anything is forwarded. An error rejects the
+	// message: nothing of it reaches the server, and the client gets an
+	// ErrorResponse with the error's text, its Code() (default 42501) and
+	// its Hint() when it has those methods.
+	Analyze(sql string) (Query, error)
+	// Result returns the masker for the rows of statement stmt of q, given
+	// the RowDescription fields and the format of each column as the client
+	// will receive them. A nil Masker means the rows pass unchanged.
+	Result(q Query, stmt int, fields []pgproto3.FieldDescription, formats []int16) (Masker, error)
+	// CopyResult is Result for COPY ... TO STDOUT.
+	CopyResult(q Query, stmt int) (Masker, error)
+	// Completed is called when statement stmt of q completed successfully
+	// (CommandComplete), so that the policy can track cursors and SQL
+	// prepared statements as the server does.
+	Completed(q Query, stmt int)
+	// ScrubErrors reports whether errors and notices raised while statement
+	// stmt of q runs may quote protected values and must be scrubbed.
+	ScrubErrors(q Query, stmt int) bool
+	// Close releases the session's resources.
+	Close()
+}
+
+// Query is a Policy's analysis of one Query or Parse message; the proxy
+// only hands it back.
+type Query interface {
+	// Statements is the number of statements in the message's text.
+	Statements() int
+}
+
+// Masker masks the rows of one result.
+type Masker interface {
+	// DataRow appends the masked form of a DataRow body (the message
+	// without its 5-byte header) to dst.
+	DataRow(dst, body []byte) ([]byte, error)
+	// CopyLine appends the masked form of one COPY data row to dst.
+	CopyLine(dst, line []byte) ([]byte, error)
+}

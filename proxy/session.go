@@ -32,6 +32,9 @@ type session struct {
 	onLoop *loopSession
 
 	user, database string
+	params         map[string]string
+	firstReady     []byte   // the ReadyForQuery that ends authentication
+	masking        *masking // nil when the session is relayed untouched
 	key            cancelKey
 	keyIssued      bool
 	upstreamKey    []byte
@@ -74,6 +77,7 @@ func (s *session) setup() error {
 	if err != nil || startup == nil {
 		return err
 	}
+	s.params = startup.Parameters
 	s.user = startup.Parameters["user"]
 	s.database = startup.Parameters["database"]
 	if s.database == "" {
@@ -89,6 +93,9 @@ func (s *session) setup() error {
 	if err := s.authenticate(startup); err != nil {
 		return err
 	}
+	if err := s.openPolicy(); err != nil {
+		return err
+	}
 	s.client.SetDeadline(time.Time{})
 	return nil
 }
@@ -99,19 +106,26 @@ func (s *session) relay() {
 	s.fromClient.bytes = s.srv.metrics.BytesFromClients
 	s.fromServer.bytes = s.srv.metrics.BytesFromServers
 	s.idle.Store(true)
-	if l := s.srv.loops.pick(); l != nil && s.relayOnLoop(l) {
-		return
+	if s.masking == nil {
+		if l := s.srv.loops.pick(); l != nil && s.relayOnLoop(l) {
+			return
+		}
+	}
+	var fromClient, fromServer handler = clientHandler{s}, &serverHandler{s: s}
+	if m := s.masking; m != nil {
+		defer m.policy.Close()
+		fromClient, fromServer = maskedClient{m}, maskedServer{m, &serverHandler{s: s}}
 	}
 	s.fromServer.dst = lockedWriter{s}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		err := s.fromServer.run(&serverHandler{s: s})
+		err := s.fromServer.run(fromServer)
 		if !s.closed.Load() {
 			s.endGoroutines(false, err)
 		}
 	}()
-	err := s.fromClient.run(clientHandler{s})
+	err := s.fromClient.run(fromClient)
 	s.endGoroutines(true, err)
 	<-done
 }
@@ -283,4 +297,11 @@ func (s *session) endQuery() {
 	if s.shutting.Load() {
 		go s.terminate()
 	}
+}
+
+// rejected counts and logs a rejected message. The reason names
+// constructs and columns, never values.
+func (s *session) rejected(err error) {
+	s.srv.metrics.Errors.WithLabelValues("rejected").Inc()
+	s.log.Debug("statement rejected", "user", s.user, "reason", err.Error())
 }

@@ -176,10 +176,14 @@ func (s *session) authMessage(msg []byte) (done bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	if msg[0] == 'Z' { // held back until the session's policy is ready
+		s.firstReady = bytes.Clone(msg)
+		return true, nil
+	}
 	if err := writeAll(s.client, out); err != nil {
 		return false, err
 	}
-	return msg[0] == 'Z', nil
+	return false, nil
 }
 
 var errAuthFailed = errors.New("authentication failed")
@@ -242,4 +246,63 @@ func (s *session) upstreamLost(err error) error {
 	}
 	s.srv.metrics.Errors.WithLabelValues("upstream").Inc()
 	return &clientError{codeConnectionFailure, fmt.Sprintf("pgveil: lost connection to upstream %s: %v", s.opts.Upstream, err)}
+}
+
+// openPolicy asks the guard whether the session is masked, then lets the
+// client go on with the ReadyForQuery held back from authentication.
+func (s *session) openPolicy() error {
+	if g := s.opts.Guard; g != nil {
+		info := SessionInfo{User: s.user, Database: s.database, Params: s.params}
+		p, err := g.Open(info, s.execUpstream)
+		if err != nil {
+			return &clientError{codeOf(err), err.Error()}
+		}
+		if p != nil {
+			s.masking = newMasking(s, p)
+		}
+	}
+	return writeAll(s.client, s.firstReady)
+}
+
+// execUpstream runs one simple query on the session's upstream connection
+// while the client waits, and returns its rows as text.
+func (s *session) execUpstream(sql string) ([][]string, error) {
+	if err := writeAll(s.upstream, appendQuery(nil, sql)); err != nil {
+		return nil, s.upstreamLost(err)
+	}
+	var rows [][]string
+	var failure error
+	for {
+		msg, err := s.fromServer.next()
+		if err != nil {
+			return nil, s.upstreamLost(err)
+		}
+		switch msg[0] {
+		case 'D':
+			row, err := textRow(msg)
+			if err != nil {
+				return nil, err
+			}
+			rows = append(rows, row)
+		case 'E':
+			var e pgproto3.ErrorResponse
+			e.Decode(msg[headerLen:])
+			failure = fmt.Errorf("pgveil: session setup query failed: %s (SQLSTATE %s)", e.Message, e.Code)
+		case 'Z':
+			return rows, failure
+		}
+	}
+}
+
+// textRow decodes a DataRow's values as strings (NULL as "").
+func textRow(msg []byte) ([]string, error) {
+	var d pgproto3.DataRow
+	if err := d.Decode(msg[headerLen:]); err != nil {
+		return nil, &protocolError{err}
+	}
+	row := make([]string, len(d.Values))
+	for i, v := range d.Values {
+		row[i] = string(v)
+	}
+	return row, nil
 }

@@ -1,0 +1,145 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// rejectSQL is what the server runs in place of a rejected message, so
+// that the server itself fails it: the transaction is aborted (and a later
+// COMMIT rolls back) exactly as for any server error, and in the extended
+// protocol the server skips to Sync. The text is constant and holds nothing
+// of the client's query; the proxy replaces the error it causes with the
+// rejection's own message.
+const rejectSQL = "DO $pgveil$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'pgveil: statement rejected'; END$pgveil$"
+
+// expect is one server response the proxy waits for, in the order the
+// client's messages were forwarded (the protocol answers in order).
+type expect struct {
+	kind byte   // the client message: 'Q', 'P', 'B', 'D', 'E', 'C', 'S'; 'F' for a fast-path call
+	name string // statement (P, D 'S', C 'S') or portal (B, E, D 'P', C 'P') name
+	what byte   // for D and C: 'S' statement or 'P' portal
+	stmt string // for B: the statement bound
+	q    Query  // for Q and P
+	idx  int    // for Q: the statement whose results are arriving
+
+	formats []int16 // for B: result formats
+	// synthetic messages were added by the proxy: their answers are dropped.
+	synthetic bool
+	// reject, when set, replaces the error this message's answer carries.
+	reject error
+}
+
+// prepared is a protocol-level prepared statement as the server has it.
+type prepared struct {
+	q      Query
+	fields []pgproto3.FieldDescription // from Describe, when known
+}
+
+// portal is a bound portal as the server has it.
+type portal struct {
+	stmt    *prepared
+	formats []int16
+	fields  []pgproto3.FieldDescription // from Describe portal, when known
+}
+
+// masking is the state of a masked session. The client pump adds what it
+// forwards; the server pump consumes it as answers arrive. mu guards
+// everything, and serializes calls to the policy.
+type masking struct {
+	s      *session
+	policy Policy
+
+	mu      sync.Mutex
+	queue   []expect
+	stmts   map[string]*prepared
+	portals map[string]*portal
+
+	masker  Masker // for the result being streamed, nil when exact
+	scrub   bool   // errors of the running statement are scrubbed
+	inCopy  bool
+	current expect // what the streamed result belongs to
+}
+
+func newMasking(s *session, p Policy) *masking {
+	return &masking{s: s, policy: p, stmts: map[string]*prepared{}, portals: map[string]*portal{}}
+}
+
+func (m *masking) push(e expect) { m.queue = append(m.queue, e) }
+
+// front returns the oldest unanswered message, or nil.
+func (m *masking) front() *expect {
+	if len(m.queue) == 0 {
+		return nil
+	}
+	return &m.queue[0]
+}
+
+func (m *masking) pop() expect {
+	e := m.queue[0]
+	m.queue = m.queue[1:]
+	if len(m.queue) == 0 {
+		m.queue = m.queue[:0:0] // let a long pipeline's backing array go
+	}
+	return e
+}
+
+// codeOf returns an error's SQLSTATE, 42501 unless it says otherwise.
+func codeOf(err error) string {
+	var c interface{ Code() string }
+	if errors.As(err, &c) {
+		return c.Code()
+	}
+	return "42501"
+}
+
+// rejectionMessage renders a rejection as the ErrorResponse the client gets.
+func rejectionMessage(dst []byte, err error) []byte {
+	e := pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: codeOf(err), Message: err.Error()}
+	var h interface{ Hint() string }
+	if errors.As(err, &h) {
+		e.Hint = h.Hint()
+	}
+	out, encErr := e.Encode(dst)
+	if encErr != nil {
+		return appendError(dst, "ERROR", e.Code, "pgveil: statement rejected")
+	}
+	return out
+}
+
+// scrubbedMessage replaces every field of an error or notice that could
+// quote data with a generic text naming the SQLSTATE.
+func scrubbedMessage(dst, msg []byte) ([]byte, error) {
+	var e pgproto3.ErrorResponse
+	if err := e.Decode(msg[headerLen:]); err != nil {
+		return dst, &protocolError{fmt.Errorf("malformed error message: %w", err)}
+	}
+	clean := pgproto3.ErrorResponse{Severity: e.Severity, SeverityUnlocalized: e.SeverityUnlocalized, Code: e.Code,
+		Message: fmt.Sprintf("pgveil: the error message (SQLSTATE %s) was withheld because the statement reads protected columns", e.Code)}
+	out, err := clean.Encode(dst)
+	if msg[0] == 'N' && err == nil {
+		out[len(dst)] = 'N'
+	}
+	return out, err
+}
+
+// appendQuery appends a simple Query message.
+func appendQuery(dst []byte, sql string) []byte {
+	out, _ := (&pgproto3.Query{String: sql}).Encode(dst)
+	return out
+}
+
+// appendRejectedExtended appends the messages that make the server fail in
+// place of a rejected extended-protocol message, and queues their answers.
+func (m *masking) appendRejectedExtended(out []byte, err error) []byte {
+	out, _ = (&pgproto3.Parse{Query: rejectSQL}).Encode(out)
+	out, _ = (&pgproto3.Bind{}).Encode(out)
+	out, _ = (&pgproto3.Execute{}).Encode(out)
+	m.push(expect{kind: 'P', synthetic: true})
+	m.push(expect{kind: 'B', synthetic: true})
+	m.push(expect{kind: 'E', reject: err})
+	return out
+}

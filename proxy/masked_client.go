@@ -1,0 +1,129 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// maskedClient handles client->server traffic of a masked session: every
+// Query and Parse is analysed before it is forwarded, and every message
+// that the server answers is queued so the answers can be matched.
+type maskedClient struct{ m *masking }
+
+func (maskedClient) whole(typ byte) bool {
+	switch typ {
+	case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'F':
+		return true
+	}
+	return false // COPY data, Flush, Terminate: forwarded as they are
+}
+
+func (h maskedClient) handle(out, msg []byte) ([]byte, error) {
+	m := h.m
+	if msg[0] == 'Q' || msg[0] == 'S' {
+		m.s.startQuery()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch msg[0] {
+	case 'Q':
+		return m.query(out, msg)
+	case 'P':
+		return m.parse(out, msg)
+	case 'B':
+		return m.bind(out, msg)
+	case 'D', 'C':
+		return m.describeOrClose(out, msg)
+	case 'E':
+		return m.execute(out, msg)
+	case 'S':
+		m.push(expect{kind: 'S'})
+	case 'F':
+		// A fast-path call runs any function by OID, out of the analyser's sight.
+		m.s.startQuery()
+		m.push(expect{kind: 'Q', reject: errFastPath})
+		return appendQuery(out, rejectSQL), nil
+	}
+	return append(out, msg...), nil
+}
+
+var errFastPath = errors.New("pgveil: fast-path function calls are not allowed for masked roles")
+
+// cstring splits a NUL-terminated string off the front of b.
+func cstring(b []byte) (string, []byte, error) {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i]), b[i+1:], nil
+		}
+	}
+	return "", nil, &protocolError{errors.New("missing string terminator")}
+}
+
+func (m *masking) query(out, msg []byte) ([]byte, error) {
+	sql, _, err := cstring(msg[headerLen:])
+	if err != nil {
+		return out, err
+	}
+	q, err := m.policy.Analyze(sql)
+	if err != nil {
+		m.s.rejected(err)
+		m.push(expect{kind: 'Q', reject: err})
+		return appendQuery(out, rejectSQL), nil
+	}
+	m.push(expect{kind: 'Q', q: q})
+	return append(out, msg...), nil
+}
+
+func (m *masking) parse(out, msg []byte) ([]byte, error) {
+	var p pgproto3.Parse
+	if err := p.Decode(msg[headerLen:]); err != nil {
+		return out, &protocolError{fmt.Errorf("malformed Parse: %w", err)}
+	}
+	q, err := m.policy.Analyze(p.Query)
+	if err != nil {
+		m.s.rejected(err)
+		return m.appendRejectedExtended(out, err), nil
+	}
+	m.push(expect{kind: 'P', name: p.Name, q: q})
+	out = append(out, msg...)
+	// Learn the result's column types even when the client never asks:
+	// rows of a later Execute are masked by type.
+	out, _ = (&pgproto3.Describe{ObjectType: 'S', Name: p.Name}).Encode(out)
+	m.push(expect{kind: 'D', what: 'S', name: p.Name, synthetic: true})
+	return out, nil
+}
+
+func (m *masking) bind(out, msg []byte) ([]byte, error) {
+	var b pgproto3.Bind
+	if err := b.Decode(msg[headerLen:]); err != nil {
+		return out, &protocolError{fmt.Errorf("malformed Bind: %w", err)}
+	}
+	formats := make([]int16, len(b.ResultFormatCodes))
+	copy(formats, b.ResultFormatCodes)
+	m.push(expect{kind: 'B', name: b.DestinationPortal, stmt: b.PreparedStatement, formats: formats})
+	return append(out, msg...), nil
+}
+
+func (m *masking) describeOrClose(out, msg []byte) ([]byte, error) {
+	body := msg[headerLen:]
+	if len(body) < 2 || (body[0] != 'S' && body[0] != 'P') {
+		return out, &protocolError{fmt.Errorf("malformed %q message", msg[0])}
+	}
+	name, _, err := cstring(body[1:])
+	if err != nil {
+		return out, err
+	}
+	m.push(expect{kind: msg[0], what: body[0], name: name})
+	return append(out, msg...), nil
+}
+
+func (m *masking) execute(out, msg []byte) ([]byte, error) {
+	name, _, err := cstring(msg[headerLen:])
+	if err != nil {
+		return out, err
+	}
+	m.push(expect{kind: 'E', name: name})
+	return append(out, msg...), nil
+}

@@ -1,0 +1,337 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// maskedServer handles server->client traffic of a masked session: it
+// matches each answer to the client message it answers, masks rows, and
+// scrubs or replaces errors.
+type maskedServer struct {
+	m    *masking
+	base *serverHandler // shared bookkeeping (errors, ReadyForQuery)
+}
+
+// whole: every message is inspected; rows are masked in place.
+func (maskedServer) whole(byte) bool { return true }
+
+func (h maskedServer) handle(out, msg []byte) ([]byte, error) {
+	m := h.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch msg[0] {
+	case 'D':
+		return m.dataRow(out, msg)
+	case 'd':
+		return m.copyData(out, msg)
+	case 'T':
+		return m.rowDescription(out, msg)
+	case '1', '2', '3', 'n', 't':
+		return m.protocolAnswer(out, msg)
+	case 'C', 'I', 's':
+		return m.commandEnd(out, msg)
+	case 'H':
+		return m.copyOut(out, msg)
+	case 'E':
+		h.base.s.noteError(msg)
+		return m.errorResponse(out, msg)
+	case 'N':
+		if e := m.front(); m.scrub || (e != nil && m.scrubFor(e)) {
+			return scrubbedMessage(out, msg)
+		}
+	case 'Z':
+		h.base.s.endQuery()
+		m.readyForQuery()
+	}
+	return append(out, msg...), nil
+}
+
+// protocolAnswer handles ParseComplete, BindComplete, CloseComplete,
+// NoData and ParameterDescription.
+func (m *masking) protocolAnswer(out, msg []byte) ([]byte, error) {
+	e := m.front()
+	if e == nil {
+		return out, &protocolError{fmt.Errorf("unexpected message %q from upstream", msg[0])}
+	}
+	if msg[0] == 't' { // a RowDescription or NoData follows for the same Describe
+		if e.synthetic {
+			return out, nil
+		}
+		return append(out, msg...), nil
+	}
+	done := m.pop()
+	switch {
+	case done.synthetic && msg[0] == '1':
+		delete(m.stmts, "") // the server's unnamed statement is now the proxy's
+	case done.synthetic && msg[0] == '2':
+		delete(m.portals, "")
+	case msg[0] == '1':
+		m.stmts[done.name] = &prepared{q: done.q}
+	case msg[0] == '2':
+		m.bound(done)
+	case msg[0] == '3':
+		m.closed(done)
+	}
+	if done.synthetic {
+		return out, nil
+	}
+	return append(out, msg...), nil
+}
+
+// bound records a portal as the server now has it.
+func (m *masking) bound(b expect) {
+	m.portals[b.name] = &portal{stmt: m.stmts[b.stmt], formats: b.formats}
+}
+
+func (m *masking) closed(c expect) {
+	if c.what == 'S' {
+		delete(m.stmts, c.name)
+	} else {
+		delete(m.portals, c.name)
+	}
+}
+
+// rowDescription starts a result: for a simple query it chooses the
+// masker; for a Describe it records the columns for later Executes.
+func (m *masking) rowDescription(out, msg []byte) ([]byte, error) {
+	e := m.front()
+	if e == nil {
+		return out, &protocolError{fmt.Errorf("unexpected RowDescription from upstream")}
+	}
+	var rd pgproto3.RowDescription
+	if err := rd.Decode(msg[headerLen:]); err != nil {
+		return out, &protocolError{fmt.Errorf("malformed RowDescription: %w", err)}
+	}
+	fields := make([]pgproto3.FieldDescription, len(rd.Fields))
+	for i, f := range rd.Fields {
+		f.Name = nil // borrowed from the buffer; not needed
+		fields[i] = f
+	}
+	switch e.kind {
+	case 'D':
+		done := m.pop()
+		m.described(done, fields)
+		if done.synthetic {
+			return out, nil
+		}
+	case 'Q':
+		formats := make([]int16, len(fields))
+		for i, f := range fields {
+			formats[i] = f.Format
+		}
+		if err := m.startResult(*e, e.idx, fields, formats); err != nil {
+			return out, err
+		}
+	}
+	return append(out, msg...), nil
+}
+
+// described keeps the columns a Describe reported.
+func (m *masking) described(d expect, fields []pgproto3.FieldDescription) {
+	if d.what == 'S' {
+		if p := m.stmts[d.name]; p != nil {
+			p.fields = fields
+		}
+	} else if p := m.portals[d.name]; p != nil {
+		p.fields = fields
+	}
+}
+
+// startResult chooses the masker for the result of statement idx of e.
+func (m *masking) startResult(e expect, idx int, fields []pgproto3.FieldDescription, formats []int16) error {
+	m.current = e
+	m.masker = nil
+	if e.q == nil {
+		return nil
+	}
+	mk, err := m.policy.Result(e.q, idx, fields, formats)
+	if err != nil {
+		return err
+	}
+	m.masker = mk
+	m.scrub = m.policy.ScrubErrors(e.q, idx)
+	return nil
+}
+
+// startExecute prepares the masker for the rows of an Execute.
+func (m *masking) startExecute(e *expect) error {
+	p := m.portals[e.name]
+	if p == nil || p.stmt == nil {
+		// The server will not run it either (the portal does not exist),
+		// but never pass rows unmasked on a guess.
+		return &protocolError{fmt.Errorf("rows for unknown portal %q", e.name)}
+	}
+	fields := p.fields
+	if fields == nil {
+		fields = p.stmt.fields
+	}
+	formats := make([]int16, len(fields))
+	for i := range formats {
+		formats[i] = resultFormat(p.formats, i)
+	}
+	e.q = p.stmt.q
+	return m.startResult(*e, 0, fields, formats)
+}
+
+// resultFormat is the format of column i given Bind's result format codes.
+func resultFormat(codes []int16, i int) int16 {
+	switch len(codes) {
+	case 0:
+		return 0
+	case 1:
+		return codes[0]
+	}
+	if i < len(codes) {
+		return codes[i]
+	}
+	return 0
+}
+
+// dataRow masks one row of the current result.
+func (m *masking) dataRow(out, msg []byte) ([]byte, error) {
+	if e := m.front(); e != nil && e.kind == 'E' && m.current.kind != 'E' {
+		if err := m.startExecute(e); err != nil {
+			return out, err
+		}
+	}
+	if m.masker == nil {
+		return append(out, msg...), nil
+	}
+	start := len(out)
+	out = append(out, msg[:headerLen]...)
+	out, err := m.masker.DataRow(out, msg[headerLen:])
+	if err != nil {
+		return out, &protocolError{err}
+	}
+	binary.BigEndian.PutUint32(out[start+1:], uint32(len(out)-start-1))
+	return out, nil
+}
+
+// copyOut starts a COPY TO STDOUT result.
+func (m *masking) copyOut(out, msg []byte) ([]byte, error) {
+	e := m.front()
+	if e != nil && e.kind == 'E' && m.current.kind != 'E' {
+		if err := m.startExecute(e); err != nil {
+			return out, err
+		}
+	} else if e != nil && e.kind == 'Q' {
+		m.current = *e
+	}
+	m.inCopy = true
+	m.masker = nil
+	if m.current.q != nil {
+		idx := m.current.idx
+		mk, err := m.policy.CopyResult(m.current.q, idx)
+		if err != nil {
+			return out, err
+		}
+		m.masker = mk
+		m.scrub = m.policy.ScrubErrors(m.current.q, idx)
+	}
+	return append(out, msg...), nil
+}
+
+// copyData masks one row of a COPY TO STDOUT.
+func (m *masking) copyData(out, msg []byte) ([]byte, error) {
+	if !m.inCopy || m.masker == nil {
+		return append(out, msg...), nil
+	}
+	start := len(out)
+	out = append(out, msg[:headerLen]...)
+	out, err := m.masker.CopyLine(out, msg[headerLen:])
+	if err != nil {
+		return out, &protocolError{err}
+	}
+	binary.BigEndian.PutUint32(out[start+1:], uint32(len(out)-start-1))
+	return out, nil
+}
+
+// commandEnd handles CommandComplete, EmptyQueryResponse and
+// PortalSuspended: the end of one statement's result.
+func (m *masking) commandEnd(out, msg []byte) ([]byte, error) {
+	e := m.front()
+	if e == nil {
+		return out, &protocolError{fmt.Errorf("unexpected message %q from upstream", msg[0])}
+	}
+	switch e.kind {
+	case 'Q':
+		if msg[0] == 'C' && e.q != nil {
+			m.policy.Completed(e.q, e.idx)
+		}
+		e.idx++
+	case 'E':
+		done := m.pop()
+		if msg[0] == 'C' {
+			if p := m.portals[done.name]; p != nil && p.stmt != nil {
+				m.policy.Completed(p.stmt.q, 0)
+			}
+		}
+	}
+	m.endResult()
+	return append(out, msg...), nil
+}
+
+func (m *masking) endResult() {
+	m.masker = nil
+	m.scrub = false
+	m.inCopy = false
+	m.current = expect{}
+}
+
+// errorResponse replaces the error of a rejected message, scrubs errors of
+// statements that read protected columns, and drops the answers the
+// server will now skip (up to Sync).
+func (m *masking) errorResponse(out, msg []byte) ([]byte, error) {
+	e := m.front()
+	if e == nil {
+		return append(out, msg...), nil // e.g. FATAL on shutdown, between queries
+	}
+	scrub := m.scrub || m.scrubFor(e)
+	reject := e.reject
+	if e.kind != 'Q' { // extended protocol: the server skips to Sync
+		for m.front() != nil && m.front().kind != 'S' {
+			m.pop()
+		}
+	}
+	m.endResult()
+	switch {
+	case reject != nil:
+		return rejectionMessage(out, reject), nil
+	case scrub:
+		return scrubbedMessage(out, msg)
+	}
+	return append(out, msg...), nil
+}
+
+// scrubFor reports whether an error answering e may quote protected data.
+func (m *masking) scrubFor(e *expect) bool {
+	switch e.kind {
+	case 'Q':
+		return e.q != nil && e.idx < e.q.Statements() && m.policy.ScrubErrors(e.q, e.idx)
+	case 'E', 'B':
+		name := e.name
+		if e.kind == 'B' {
+			if p := m.stmts[e.stmt]; p != nil {
+				return m.policy.ScrubErrors(p.q, 0)
+			}
+			return false
+		}
+		if p := m.portals[name]; p != nil && p.stmt != nil {
+			return m.policy.ScrubErrors(p.stmt.q, 0)
+		}
+	case 'P':
+		return e.q != nil && m.policy.ScrubErrors(e.q, 0)
+	}
+	return false
+}
+
+// readyForQuery ends a simple query or an extended-protocol sync.
+func (m *masking) readyForQuery() {
+	if e := m.front(); e != nil && (e.kind == 'Q' || e.kind == 'S') {
+		m.pop()
+	}
+	m.endResult()
+}
