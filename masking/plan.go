@@ -37,6 +37,30 @@ type StatementPlan struct {
 	Prepared string
 	// Copy is set for COPY ... TO STDOUT.
 	Copy *CopyFormat
+	// AllColumns, when set, stands for every column of the result and
+	// Outputs is nil: the analyser could not count the result columns (a *
+	// over a function in FROM whose columns it does not know, a (row).*).
+	// Every column is then treated as this Output; it is derived (never
+	// Plain) and masked when it has Sources.
+	AllColumns *Output
+	// Origins are the columns of the relations the statement reads whose
+	// values are PII or derive from it, by table OID and attribute number as
+	// RowDescription reports them. A result column whose reported origin is
+	// listed must be masked even when its Output says it is exact: the proxy
+	// fails closed when the plan and the server disagree.
+	Origins []Origin
+	// ChangesCatalog is true for statements that may change how names
+	// resolve (CREATE, ALTER, DROP, SELECT INTO, DISCARD ALL...): the proxy
+	// must drop the session's cached catalog entries once it completes.
+	ChangesCatalog bool
+}
+
+// Origin is a relation column whose values are PII or derive from it.
+type Origin struct {
+	Table  uint32 // pg_class OID of the table or view
+	Attnum int16
+	// Sources are the PII columns its values derive from.
+	Sources []string
 }
 
 // CopyFormat describes the data format of a COPY TO STDOUT.
@@ -47,6 +71,9 @@ type CopyFormat struct {
 	Escape    byte   // CSV only, default = Quote
 	Null      string // "\\N" for text, "" for CSV unless given
 	Header    bool
+	// Binary is FORMAT binary: the analyser allows it only when no output
+	// is masked, so the data passes through unparsed.
+	Binary bool
 }
 
 // Output is one result column.

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pgveil/pgveil/masking"
 	"github.com/pgveil/pgveil/proxy"
 	"github.com/pgveil/pgveil/rules"
 )
@@ -104,7 +105,9 @@ func serveUntil(ctx context.Context, path string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	opts, err := proxyOptions(cfg)
+	g := masking.NewGuard(cfg, log)
+	defer g.Close()
+	opts, err := proxyOptions(cfg, g)
 	if err != nil {
 		return err
 	}
@@ -122,7 +125,7 @@ func serveUntil(ctx context.Context, path string, log *slog.Logger) error {
 		}
 	}
 	log.Info("pgveil listening", "listen", ln.Addr().String(), "upstream", cfg.Upstream)
-	go reloadOnHangup(ctx, srv, path, log)
+	go reloadOnHangup(ctx, srv, g, path, log)
 	shutdownDone := make(chan struct{})
 	go func() {
 		defer close(shutdownDone)
@@ -140,7 +143,7 @@ func serveUntil(ctx context.Context, path string, log *slog.Logger) error {
 }
 
 // reloadOnHangup reloads the configuration on every SIGHUP until ctx ends.
-func reloadOnHangup(ctx context.Context, srv *proxy.Server, path string, log *slog.Logger) {
+func reloadOnHangup(ctx context.Context, srv *proxy.Server, g *masking.Guard, path string, log *slog.Logger) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGHUP)
 	defer signal.Stop(ch)
@@ -149,17 +152,18 @@ func reloadOnHangup(ctx context.Context, srv *proxy.Server, path string, log *sl
 		case <-ctx.Done():
 			return
 		case <-ch:
-			reload(srv, path, log)
+			reload(srv, g, path, log)
 		}
 	}
 }
 
 // reload re-reads the configuration; an invalid file keeps what is in force.
-func reload(srv *proxy.Server, path string, log *slog.Logger) {
+func reload(srv *proxy.Server, g *masking.Guard, path string, log *slog.Logger) {
 	cfg, err := rules.Load(path)
 	if err == nil {
 		var opts proxy.Options
-		if opts, err = proxyOptions(cfg); err == nil {
+		if opts, err = proxyOptions(cfg, g); err == nil {
+			g.Reload(cfg)
 			srv.Reload(opts)
 			log.Info("configuration reloaded", "path", path)
 			return
@@ -168,12 +172,16 @@ func reload(srv *proxy.Server, path string, log *slog.Logger) {
 	log.Error("configuration not reloaded; the previous one stays in force", "err", err)
 }
 
-// proxyOptions builds the proxy's options from the configuration.
-func proxyOptions(cfg *rules.Config) (proxy.Options, error) {
+// proxyOptions builds the proxy's options from the configuration. A file
+// that declares no tables makes a plain proxy: there is nothing to mask.
+func proxyOptions(cfg *rules.Config, g *masking.Guard) (proxy.Options, error) {
 	opts := proxy.Options{
 		Upstream:        cfg.Upstream,
 		MaxMessageSize:  cfg.MaxMessageSize,
 		ShutdownTimeout: time.Duration(cfg.ShutdownTimeout),
+	}
+	if len(cfg.Tables) > 0 {
+		opts.Guard = guard{g}
 	}
 	if cfg.TLS.Enabled() {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)

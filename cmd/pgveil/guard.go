@@ -1,0 +1,78 @@
+package main
+
+import (
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgveil/pgveil/masking"
+	"github.com/pgveil/pgveil/proxy"
+)
+
+// guard adapts masking.Guard to the proxy's Guard interface. It is the
+// only place where the two packages meet.
+type guard struct{ g *masking.Guard }
+
+func (g guard) Open(info proxy.SessionInfo, exec func(string) ([][]string, error)) (proxy.Policy, error) {
+	s, err := g.g.Open(info.User, info.Database, exec)
+	if err != nil || s == nil {
+		return nil, err
+	}
+	return policy{s}, nil
+}
+
+// policy adapts masking.Session to proxy.Policy.
+type policy struct{ s *masking.Session }
+
+func (p policy) Analyze(sql string) (proxy.Query, error) {
+	a, err := p.s.Analyze(sql)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (p policy) Result(q proxy.Query, stmt int, fields []pgproto3.FieldDescription, formats []int16) (proxy.Masker, error) {
+	rm, err := p.s.Result(q.(*masking.Analysis), stmt, fields, formats)
+	if err != nil || rm == nil {
+		return nil, err
+	}
+	return rowMasker{rm}, nil
+}
+
+func (p policy) CopyResult(q proxy.Query, stmt int) (proxy.Masker, error) {
+	cm, err := p.s.CopyResult(q.(*masking.Analysis), stmt)
+	if err != nil || cm == nil {
+		return nil, err
+	}
+	return copyMasker{cm}, nil
+}
+
+func (p policy) Completed(q proxy.Query, stmt int) { p.s.Completed(q.(*masking.Analysis), stmt) }
+
+func (p policy) ScrubErrors(q proxy.Query, stmt int) bool {
+	return p.s.ScrubErrors(q.(*masking.Analysis), stmt)
+}
+
+func (p policy) Close() {}
+
+type rowMasker struct{ r *masking.RowMasker }
+
+func (m rowMasker) DataRow(dst, body []byte) ([]byte, error) { return m.r.MaskDataRow(dst, body) }
+func (m rowMasker) CopyLine(dst, line []byte) ([]byte, error) {
+	return dst, errNotCopy
+}
+
+type copyMasker struct{ c *masking.CopyMasker }
+
+func (m copyMasker) DataRow(dst, body []byte) ([]byte, error) { return dst, errNotRows }
+func (m copyMasker) CopyLine(dst, line []byte) ([]byte, error) {
+	return m.c.CopyLine(dst, line)
+}
+
+var (
+	errNotCopy = maskerError("pgveil: COPY data in a row result")
+	errNotRows = maskerError("pgveil: a DataRow in a COPY result")
+)
+
+type maskerError string
+
+func (e maskerError) Error() string { return string(e) }

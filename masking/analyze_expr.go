@@ -1,0 +1,489 @@
+package masking
+
+import (
+	"strconv"
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+)
+
+// value analyses an expression and returns its lineage. Rules that hold in
+// every position (CASE conditions, comparisons inside NULLIF and GREATEST,
+// functions with side effects, casts that can fail, set-returning
+// functions) are checked here; the caller checks what its position forbids.
+func (a *analyzer) value(n *pg.Node, sc *scope) lineage {
+	switch x := n.GetNode().(type) {
+	case nil:
+		return lineage{}
+	case *pg.Node_ColumnRef:
+		return a.read(a.columnRef(x.ColumnRef, sc))
+	case *pg.Node_AConst, *pg.Node_ParamRef, *pg.Node_SqlvalueFunction, *pg.Node_SetToDefault,
+		*pg.Node_CurrentOfExpr, *pg.Node_MergeSupportFunc, *pg.Node_AStar:
+		return lineage{}
+	case *pg.Node_FuncCall:
+		return a.funcCall(x.FuncCall, sc)
+	case *pg.Node_AExpr:
+		return a.aExpr(x.AExpr, sc)
+	case *pg.Node_TypeCast:
+		return a.typeCast(x.TypeCast, sc)
+	case *pg.Node_SubLink:
+		return a.subLink(x.SubLink, sc)
+	case *pg.Node_CaseExpr:
+		return a.caseExpr(x.CaseExpr, sc)
+	case *pg.Node_MinMaxExpr:
+		return a.minMax(x.MinMaxExpr, sc)
+	case *pg.Node_NullTest:
+		return a.nullTest(a.value(x.NullTest.GetArg(), sc))
+	case *pg.Node_GroupingFunc:
+		a.values(x.GroupingFunc.GetArgs(), sc)
+		return lineage{}
+	case *pg.Node_AIndirection:
+		return a.indirection(x.AIndirection, sc)
+	case *pg.Node_SelectStmt:
+		return derive(a.query(n, sc).all())
+	case *pg.Node_JsonObjectAgg:
+		return a.jsonAgg(x.JsonObjectAgg.GetConstructor(), n, sc)
+	case *pg.Node_JsonArrayAgg:
+		return a.jsonAgg(x.JsonArrayAgg.GetConstructor(), n, sc)
+	case *pg.Node_JsonParseExpr:
+		return a.mayFail(a.childValues(n, sc), "JSON()")
+	case *pg.Node_XmlExpr:
+		l := a.childValues(n, sc)
+		if x.XmlExpr.GetOp() == pg.XmlExprOp_IS_XMLPARSE {
+			a.mayFail(l, "XMLPARSE")
+		}
+		return l
+	case *pg.Node_Constraint:
+		a.constraint(x.Constraint, sc)
+		return a.childValues(n, sc)
+	case *pg.Node_JoinExpr, *pg.Node_RangeSubselect, *pg.Node_RangeFunction, *pg.Node_RangeTableFunc,
+		*pg.Node_RangeTableSample, *pg.Node_JsonTable, *pg.Node_WithClause, *pg.Node_CommonTableExpr:
+		a.unsupported(n) // FROM and WITH parts outside their place
+	}
+	switch nodeClassOf(n) {
+	case nodeStmt:
+		return derive(a.nested(n))
+	case nodeValue, nodePart:
+		return a.childValues(n, sc)
+	}
+	a.unsupported(n)
+	return lineage{}
+}
+
+// childValues derives a value from all the children of n.
+func (a *analyzer) childValues(n *pg.Node, sc *scope) lineage {
+	return derive(a.values(children(n), sc)...)
+}
+
+func (a *analyzer) values(list []*pg.Node, sc *scope) []lineage {
+	out := make([]lineage, len(list))
+	for i, n := range list {
+		out[i] = a.value(n, sc)
+	}
+	return out
+}
+
+// columnRef resolves a column reference: a column, a whole row (c), a
+// qualified column (c.email, public.customers.email), c.* in a value
+// position, or c.f, which PostgreSQL also reads as the function call f(c).
+func (a *analyzer) columnRef(cr *pg.ColumnRef, sc *scope) lineage {
+	fields := cr.GetFields()
+	if len(fields) == 0 {
+		return lineage{}
+	}
+	last := fields[len(fields)-1]
+	if len(fields) == 1 {
+		name := last.GetString_().GetSval()
+		l, _ := sc.column(name)
+		for _, it := range sc.named("", name) {
+			l = either(l, it.all())
+		}
+		return l
+	}
+	var l lineage
+	for _, it := range a.qualified(fields[:len(fields)-1], sc) {
+		if last.GetAStar() != nil {
+			l = either(l, it.all())
+			continue
+		}
+		name := last.GetString_().GetSval()
+		if cl, ok := it.find(name); ok {
+			l = either(l, cl)
+			continue
+		}
+		whole := it.all()
+		a.checkFunction("", name, nil, []lineage{whole}, sc)
+		l = either(l, whole)
+	}
+	return l
+}
+
+// indirection analyses subscripts and field selections: x[i], (x).f, (x).*.
+// The result derives from the whole of x; (c).email is derived from every
+// PII column of c.
+func (a *analyzer) indirection(ind *pg.A_Indirection, sc *scope) lineage {
+	l := a.value(ind.GetArg(), sc)
+	for _, step := range ind.GetIndirection() {
+		if f := step.GetString_(); f != nil {
+			a.checkFunction("", f.GetSval(), nil, []lineage{l}, sc)
+			continue
+		}
+		l = derive(l, a.value(step, sc))
+	}
+	return derive(l)
+}
+
+// nullTest: IS [NOT] NULL of a plain column tells only what the masked
+// value shows anyway; of a computed value it can tell more.
+func (a *analyzer) nullTest(l lineage) lineage {
+	if l.derived() {
+		return derive(l)
+	}
+	return lineage{}
+}
+
+// aExpr analyses operators. NULLIF compares; division and modulo by a
+// PII-derived value fail for some values (an error oracle).
+func (a *analyzer) aExpr(e *pg.A_Expr, sc *scope) lineage {
+	l := derive(a.value(e.GetLexpr(), sc), a.value(e.GetRexpr(), sc))
+	if !l.pii() || a.views > 0 {
+		return l
+	}
+	switch {
+	case e.GetKind() == pg.A_Expr_Kind_AEXPR_NULLIF:
+		a.refuseOn("NULLIF", l, "")
+	case e.GetKind() == pg.A_Expr_Kind_AEXPR_OP && (opName(e) == "/" || opName(e) == "%"):
+		a.refusePII("division", "dividing by or into it", l, "")
+	}
+	return l
+}
+
+// opName is the unqualified operator name of an A_Expr.
+func opName(e *pg.A_Expr) string {
+	names := e.GetName()
+	if len(names) == 0 {
+		return ""
+	}
+	return names[len(names)-1].GetString_().GetSval()
+}
+
+// textTypes are the cast targets that accept any value: a cast of a PII
+// value to another type can fail for some values, which tells them apart.
+var textTypes = map[string]bool{"text": true, "varchar": true, "bpchar": true, "char": true,
+	"character": true, "character varying": true, "name": true, "citext": true}
+
+func (a *analyzer) typeCast(tc *pg.TypeCast, sc *scope) lineage {
+	l := derive(a.value(tc.GetArg(), sc))
+	tn := tc.GetTypeName()
+	names := stringFields(tn.GetNames())
+	if len(names) == 0 || len(tn.GetArrayBounds()) > 0 || !textTypes[names[len(names)-1]] {
+		a.mayFail(l, "a cast to "+strings.Join(names, "."))
+	}
+	return l
+}
+
+// mayFail refuses an operation that raises an error for some PII values.
+func (a *analyzer) mayFail(l lineage, construct string) lineage {
+	if l.pii() && a.views == 0 {
+		a.refusePII(construct, construct+" of it", l, "it can fail for some values, which tells them apart; cast to text instead")
+	}
+	return l
+}
+
+// subLink analyses a subquery used as a value.
+func (a *analyzer) subLink(s *pg.SubLink, sc *scope) lineage {
+	out := a.query(s.GetSubselect(), sc)
+	test := a.value(s.GetTestexpr(), sc)
+	a.values(s.GetOperName(), sc)
+	if s.GetSubLinkType() == pg.SubLinkType_EXISTS_SUBLINK {
+		return lineage{}
+	}
+	return derive(test, out.all())
+}
+
+// caseExpr analyses CASE. Its conditions are predicates wherever the CASE
+// stands; CASE x WHEN v compares x = v.
+func (a *analyzer) caseExpr(c *pg.CaseExpr, sc *scope) lineage {
+	var results []lineage
+	arg := c.GetArg()
+	for _, n := range c.GetArgs() {
+		w := n.GetCaseWhen()
+		if arg == nil {
+			a.pred(w.GetExpr(), sc, "CASE WHEN")
+		} else {
+			a.caseCompare(arg, w.GetExpr(), sc)
+		}
+		results = append(results, a.value(w.GetResult(), sc))
+	}
+	results = append(results, a.value(c.GetDefresult(), sc))
+	if arg != nil {
+		results = append(results, a.value(arg, sc))
+	}
+	return derive(results...)
+}
+
+// caseCompare checks CASE arg WHEN v as the comparison arg = v.
+func (a *analyzer) caseCompare(arg, v *pg.Node, sc *scope) {
+	eq := &pg.A_Expr{Kind: pg.A_Expr_Kind_AEXPR_OP, Name: []*pg.Node{pg.MakeStrNode("=")}, Lexpr: arg, Rexpr: v}
+	a.pred(&pg.Node{Node: &pg.Node_AExpr{AExpr: eq}}, sc, "CASE")
+}
+
+// minMax: GREATEST and LEAST compare their arguments.
+func (a *analyzer) minMax(m *pg.MinMaxExpr, sc *scope) lineage {
+	l := derive(a.values(m.GetArgs(), sc)...)
+	if l.pii() && len(m.GetArgs()) > 1 && a.views == 0 {
+		name := "GREATEST"
+		if m.GetOp() == pg.MinMaxOp_IS_LEAST {
+			name = "LEAST"
+		}
+		a.refuseOn(name, l, "")
+	}
+	return l
+}
+
+// nested analyses a statement met inside another one (a statement of a
+// CREATE SCHEMA, the body of a function) and returns what it yields.
+func (a *analyzer) nested(n *pg.Node) lineage {
+	sp := a.statement(n)
+	var l lineage
+	for _, o := range sp.Outputs {
+		l = derive(l, lineage{sources: o.Sources})
+	}
+	if sp.AllColumns != nil {
+		l = derive(l, lineage{sources: sp.AllColumns.Sources})
+	}
+	return l
+}
+
+// pred checks an expression in a predicate position: WHERE, JOIN ... ON,
+// HAVING, FILTER, CASE WHEN... The rows it keeps or the branch it takes
+// tell something of the values it reads, so it may not read PII except:
+// IS [NOT] NULL of a column, and for a column declared lookup, = / IN /
+// = ANY against constants or parameters. AND, OR and NOT combine these.
+func (a *analyzer) pred(n *pg.Node, sc *scope, construct string) {
+	switch x := n.GetNode().(type) {
+	case nil:
+		return
+	case *pg.Node_BoolExpr:
+		for _, arg := range x.BoolExpr.GetArgs() {
+			a.pred(arg, sc, construct)
+		}
+		return
+	case *pg.Node_AExpr:
+		if ok, col := a.lookup(x.AExpr, sc); ok {
+			return
+		} else if col.plain && a.views == 0 {
+			a.refuseOn(construct, col, lookupHint)
+		}
+	}
+	if l := a.value(n, sc); l.pii() && a.views == 0 {
+		a.refuseOn(construct, l, "")
+	}
+}
+
+const lookupHint = "only columns declared lookup may be compared, with = or IN, and only with constants or parameters"
+
+// lookup reports whether e compares a plain lookup column with =, IN or
+// = ANY against constants or parameters. When e has that shape, col is the
+// lineage of the compared column.
+func (a *analyzer) lookup(e *pg.A_Expr, sc *scope) (ok bool, col lineage) {
+	left, right := e.GetLexpr(), e.GetRexpr()
+	switch e.GetKind() {
+	case pg.A_Expr_Kind_AEXPR_OP:
+		if opName(e) != "=" {
+			return false, lineage{}
+		}
+		if isConstant(left) {
+			left, right = right, left
+		}
+	case pg.A_Expr_Kind_AEXPR_IN:
+		if opName(e) != "=" && opName(e) != "<>" {
+			return false, lineage{}
+		}
+	case pg.A_Expr_Kind_AEXPR_OP_ANY:
+		if opName(e) != "=" {
+			return false, lineage{}
+		}
+	default:
+		return false, lineage{}
+	}
+	if !isConstant(right) {
+		return false, lineage{}
+	}
+	col = a.value(left, sc)
+	return col.plain && col.lookup, col
+}
+
+// isConstant reports whether n is made of constants and parameters only.
+func isConstant(n *pg.Node) bool {
+	switch x := n.GetNode().(type) {
+	case *pg.Node_AConst, *pg.Node_ParamRef:
+		return true
+	case *pg.Node_TypeCast:
+		return isConstant(x.TypeCast.GetArg())
+	case *pg.Node_CollateClause:
+		return isConstant(x.CollateClause.GetArg())
+	case *pg.Node_AArrayExpr:
+		return allConstant(x.AArrayExpr.GetElements())
+	case *pg.Node_List:
+		return allConstant(x.List.GetItems())
+	}
+	return false
+}
+
+func allConstant(list []*pg.Node) bool {
+	for _, n := range list {
+		if !isConstant(n) {
+			return false
+		}
+	}
+	return true
+}
+
+// written refuses writing a PII-derived value anywhere.
+func (a *analyzer) written(l lineage, construct string) {
+	if l.pii() && a.views == 0 {
+		a.refusePII(construct, "writing it with "+construct, l, "")
+	}
+}
+
+// constraint checks a FOREIGN KEY: its check on every write tells whether
+// a value exists in the referenced columns.
+func (a *analyzer) constraint(c *pg.Constraint, sc *scope) {
+	if c.GetContype() != pg.ConstrType_CONSTR_FOREIGN || c.GetPktable() == nil || a.views > 0 {
+		return
+	}
+	it := a.rangeVar(c.GetPktable(), &scope{})
+	keys := stringFields(c.GetPkAttrs())
+	if len(keys) == 0 && it.holdsPII() {
+		a.refuse("a FOREIGN KEY to "+it.alias+" without a column list", "the table holds PII")
+	}
+	for _, k := range keys {
+		if l, _ := it.find(k); l.pii() {
+			a.refuseOn("FOREIGN KEY", l, "")
+		}
+	}
+}
+
+// figureName gives the column name PostgreSQL reports for an expression
+// without an alias (informational).
+func figureName(n *pg.Node) string {
+	switch x := n.GetNode().(type) {
+	case *pg.Node_ColumnRef:
+		fields := x.ColumnRef.GetFields()
+		if s := fields[len(fields)-1].GetString_(); s != nil {
+			return s.GetSval()
+		}
+	case *pg.Node_FuncCall:
+		_, name := funcName(x.FuncCall.GetFuncname())
+		return name
+	case *pg.Node_TypeCast:
+		if name := figureName(x.TypeCast.GetArg()); name != "?column?" {
+			return name
+		}
+		names := stringFields(x.TypeCast.GetTypeName().GetNames())
+		if len(names) > 0 {
+			return names[len(names)-1]
+		}
+	case *pg.Node_AIndirection:
+		path := x.AIndirection.GetIndirection()
+		if s := path[len(path)-1].GetString_(); s != nil {
+			return s.GetSval()
+		}
+		return figureName(x.AIndirection.GetArg())
+	case *pg.Node_CaseExpr:
+		return "case"
+	case *pg.Node_CoalesceExpr:
+		return "coalesce"
+	case *pg.Node_MinMaxExpr:
+		if x.MinMaxExpr.GetOp() == pg.MinMaxOp_IS_LEAST {
+			return "least"
+		}
+		return "greatest"
+	case *pg.Node_SubLink:
+		return subLinkName(x.SubLink)
+	case *pg.Node_RowExpr:
+		return "row"
+	case *pg.Node_AArrayExpr:
+		return "array"
+	case *pg.Node_XmlExpr:
+		return xmlExprNames[x.XmlExpr.GetOp()]
+	case *pg.Node_JsonObjectConstructor:
+		return "json_object"
+	case *pg.Node_JsonArrayConstructor, *pg.Node_JsonArrayQueryConstructor:
+		return "json_array"
+	case *pg.Node_JsonObjectAgg:
+		return "json_objectagg"
+	case *pg.Node_JsonArrayAgg:
+		return "json_arrayagg"
+	}
+	return "?column?"
+}
+
+var xmlExprNames = map[pg.XmlExprOp]string{
+	pg.XmlExprOp_IS_XMLCONCAT: "xmlconcat", pg.XmlExprOp_IS_XMLELEMENT: "xmlelement",
+	pg.XmlExprOp_IS_XMLFOREST: "xmlforest", pg.XmlExprOp_IS_XMLPARSE: "xmlparse",
+	pg.XmlExprOp_IS_XMLPI: "xmlpi", pg.XmlExprOp_IS_XMLROOT: "xmlroot",
+	pg.XmlExprOp_IS_XMLSERIALIZE: "xmlserialize", pg.XmlExprOp_IS_DOCUMENT: "?column?",
+}
+
+func subLinkName(s *pg.SubLink) string {
+	switch s.GetSubLinkType() {
+	case pg.SubLinkType_EXISTS_SUBLINK:
+		return "exists"
+	case pg.SubLinkType_ARRAY_SUBLINK:
+		return "array"
+	case pg.SubLinkType_EXPR_SUBLINK:
+		if list := s.GetSubselect().GetSelectStmt().GetTargetList(); len(list) > 0 {
+			rt := list[0].GetResTarget()
+			if rt.GetName() != "" {
+				return rt.GetName()
+			}
+			return figureName(rt.GetVal())
+		}
+	}
+	return "?column?"
+}
+
+// funcName splits a function name into schema and name.
+func funcName(names []*pg.Node) (schema, name string) {
+	s := stringFields(names)
+	switch len(s) {
+	case 0:
+		return "", ""
+	case 1:
+		return "", s[0]
+	}
+	return s[len(s)-2], s[len(s)-1]
+}
+
+// stringFields returns the String values of a name list.
+func stringFields(list []*pg.Node) []string {
+	var out []string
+	for _, n := range list {
+		if s := n.GetString_(); s != nil {
+			out = append(out, s.GetSval())
+		}
+	}
+	return out
+}
+
+// intConst reads an integer constant (an ORDER BY position).
+func intConst(n *pg.Node) (int32, bool) {
+	c := n.GetAConst()
+	if c == nil || c.GetIval() == nil {
+		return 0, false
+	}
+	return c.GetIval().GetIval(), true
+}
+
+// singleName reads an unqualified column name.
+func singleName(n *pg.Node) (string, bool) {
+	f := n.GetColumnRef().GetFields()
+	if len(f) != 1 || f[0].GetString_() == nil {
+		return "", false
+	}
+	return f[0].GetString_().GetSval(), true
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,225 @@
+package masking
+
+import (
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+)
+
+// funcCall analyses a function, aggregate or window function call.
+func (a *analyzer) funcCall(fc *pg.FuncCall, sc *scope) lineage {
+	schema, name := funcName(fc.GetFuncname())
+	args := a.values(fc.GetArgs(), sc)
+	a.checkFunction(schema, name, fc, args, sc)
+	a.pred(fc.GetAggFilter(), sc, "FILTER")
+	result := derive(args...)
+	if fc.GetAggWithinGroup() {
+		// The WITHIN GROUP keys are the aggregated values (mode, percentiles).
+		for _, sb := range fc.GetAggOrder() {
+			result = derive(result, a.value(sb.GetSortBy().GetNode(), sc))
+		}
+	} else {
+		a.sortKeys(fc.GetAggOrder(), sc, "ORDER BY in an aggregate", a.value)
+	}
+	if w := fc.GetOver(); w != nil {
+		a.windowDef(w, sc)
+	}
+	if isCount(schema, name) {
+		return a.count(fc, args, sc)
+	}
+	return result
+}
+
+func isCount(schema, name string) bool {
+	return name == "count" && (schema == "" || schema == "pg_catalog")
+}
+
+// count returns no part of any value: count(col) and count(DISTINCT col)
+// of a plain column are exact. Over a computed value, the number of
+// non-NULL or distinct results can tell what the values are.
+func (a *analyzer) count(fc *pg.FuncCall, args []lineage, sc *scope) lineage {
+	l := derive(args...)
+	for _, arg := range args {
+		if !arg.derived() {
+			continue
+		}
+		if fc.GetAggDistinct() && a.views == 0 {
+			a.refusePII("count(DISTINCT)", "count(DISTINCT) of a value computed from it", arg, "")
+		}
+		return l
+	}
+	return lineage{}
+}
+
+// jsonAgg analyses JSON_OBJECTAGG and JSON_ARRAYAGG like other aggregates.
+func (a *analyzer) jsonAgg(c *pg.JsonAggConstructor, n *pg.Node, sc *scope) lineage {
+	var l lineage
+	for _, kid := range children(n) {
+		if kid.GetJsonAggConstructor() == nil {
+			l = derive(l, a.value(kid, sc))
+		}
+	}
+	a.pred(c.GetAggFilter(), sc, "FILTER")
+	a.sortKeys(c.GetAggOrder(), sc, "ORDER BY in an aggregate", a.value)
+	if w := c.GetOver(); w != nil {
+		a.windowDef(w, sc)
+	}
+	return l
+}
+
+// checkFunction applies the rules on calling a function: functions that
+// run SQL or read data on their own are refused; so are functions with side
+// effects given a PII-derived argument, set-returning functions whose
+// number of rows could follow a PII value, and any function outside
+// pg_catalog that the rules do not allow (its code runs on raw values).
+// fc is nil for the c.f and (c).f notations.
+func (a *analyzer) checkFunction(schema, name string, fc *pg.FuncCall, args []lineage, sc *scope) {
+	if a.views > 0 {
+		return
+	}
+	l := derive(args...)
+	builtin := schema == "" || schema == "pg_catalog"
+	switch {
+	case builtin && runsOnItsOwn(name):
+		a.refuse("function "+name, "it runs SQL or reads data on its own")
+	case builtin && name == "set_config":
+		a.setConfig(fc)
+	}
+	if builtin && hasSideEffect(name) && l.pii() {
+		a.refusePII("function "+name, "passing it to "+name, l, "")
+	}
+	if builtin && (name == "div" || name == "mod") {
+		a.mayFail(l, "function "+name)
+	}
+	if builtin && setReturning[name] && l.pii() && !a.fixedRows(name, fc, sc) {
+		a.refusePII("function "+name, "the set-returning function "+name+" over it", l,
+			"the number of rows it returns can tell what the value is")
+	}
+	a.allowedFunction(schema, name)
+}
+
+// allowedFunction refuses a function outside pg_catalog that the rules do
+// not allow. A name the catalog does not know does not exist (the server
+// raises the error) or is a column read in function notation.
+func (a *analyzer) allowedFunction(schema, name string) {
+	a.st.resolved = true
+	f, err := a.cat.Function(schema, name)
+	if err != nil {
+		a.catalogError(err)
+	}
+	if f == nil || f.Allowed || f.Schema == "pg_catalog" {
+		return
+	}
+	a.refuse("function "+f.Schema+"."+f.Name, "language "+f.Language+"; not in allow_functions")
+}
+
+// sqlRunners run a query given as text, read whole tables, files or the
+// WAL on their own: pgveil cannot see what they read.
+var sqlRunners = map[string]bool{
+	"query_to_xml": true, "query_to_xml_and_xmlschema": true, "query_to_xmlschema": true,
+	"cursor_to_xml": true, "cursor_to_xmlschema": true,
+	"table_to_xml": true, "table_to_xml_and_xmlschema": true, "table_to_xmlschema": true,
+	"schema_to_xml": true, "schema_to_xml_and_xmlschema": true, "schema_to_xmlschema": true,
+	"database_to_xml": true, "database_to_xml_and_xmlschema": true, "database_to_xmlschema": true,
+	"ts_stat": true, "pg_read_file": true, "pg_read_binary_file": true,
+	"lo_import": true, "lo_export": true, "pg_mcv_list_items": true,
+	"pg_logical_slot_get_changes": true, "pg_logical_slot_peek_changes": true,
+	"pg_logical_slot_get_binary_changes": true, "pg_logical_slot_peek_binary_changes": true,
+	"get_raw_page": true, "heap_page_items": true, "heap_page_item_attrs": true,
+	"tuple_data_split": true, "bt_page_items": true, "brin_page_items": true, "gin_leafpage_items": true,
+}
+
+func runsOnItsOwn(name string) bool {
+	return sqlRunners[name] || strings.HasPrefix(name, "dblink")
+}
+
+// sideEffects keep or send what they are given (settings, notifications,
+// locks, sequences, large objects, files) or take time in proportion to it.
+var sideEffects = map[string]bool{
+	"set_config": true, "pg_notify": true, "nextval": true, "setval": true,
+	"pg_file_write": true, "pg_file_rename": true, "pg_file_unlink": true,
+	"pg_logical_emit_message": true, "pg_sleep": true, "pg_sleep_for": true, "pg_sleep_until": true,
+	"pg_cancel_backend": true, "pg_terminate_backend": true,
+}
+
+func hasSideEffect(name string) bool {
+	return sideEffects[name] || strings.HasPrefix(name, "lo_") ||
+		strings.HasPrefix(name, "pg_advisory_") || strings.HasPrefix(name, "pg_try_advisory_")
+}
+
+// setReturning lists pg_catalog's set-returning functions that can take a
+// PII-derived argument.
+var setReturning = map[string]bool{
+	"generate_series": true, "generate_subscripts": true, "unnest": true,
+	"regexp_matches": true, "regexp_split_to_table": true, "string_to_table": true,
+	"json_array_elements": true, "json_array_elements_text": true,
+	"jsonb_array_elements": true, "jsonb_array_elements_text": true,
+	"json_each": true, "json_each_text": true, "jsonb_each": true, "jsonb_each_text": true,
+	"json_object_keys": true, "jsonb_object_keys": true,
+	"json_populate_recordset": true, "jsonb_populate_recordset": true,
+	"json_to_recordset": true, "jsonb_to_recordset": true,
+	"jsonb_path_query": true, "jsonb_path_query_tz": true,
+	"ts_debug": true, "ts_parse": true, "pg_options_to_table": true, "aclexplode": true,
+}
+
+// fixedRows reports whether a set-returning call returns a number of rows
+// fixed by the text: unnest of ARRAY[...] constructors, and the key/value
+// functions over a whole row turned into JSON.
+func (a *analyzer) fixedRows(name string, fc *pg.FuncCall, sc *scope) bool {
+	args := fc.GetArgs()
+	switch name {
+	case "unnest":
+		return len(args) > 0 && a.scalarArrays(args, sc)
+	case "json_each", "json_each_text", "jsonb_each", "jsonb_each_text", "json_object_keys", "jsonb_object_keys":
+		return len(args) == 1 && a.rowAsJSON(args[0], sc)
+	}
+	return false
+}
+
+// scalarArrays reports whether every argument is an ARRAY[...] whose
+// elements are constants, exact values or plain columns: an element that
+// is itself a computed array would make a multi-dimensional array, which
+// unnest flattens into as many rows as it has elements.
+func (a *analyzer) scalarArrays(args []*pg.Node, sc *scope) bool {
+	for _, n := range args {
+		arr := n.GetAArrayExpr()
+		if arr == nil {
+			return false
+		}
+		for _, e := range arr.GetElements() {
+			if a.value(e, sc).derived() {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// rowAsJSON reports whether n is to_json(row), to_jsonb(row) or
+// row_to_json(row) of a whole row or a ROW(...).
+func (a *analyzer) rowAsJSON(n *pg.Node, sc *scope) bool {
+	fc := n.GetFuncCall()
+	_, name := funcName(fc.GetFuncname())
+	if name != "to_json" && name != "to_jsonb" && name != "row_to_json" || len(fc.GetArgs()) != 1 {
+		return false
+	}
+	arg := fc.GetArgs()[0]
+	return arg.GetRowExpr() != nil || arg.GetColumnRef() != nil && a.isRow(arg, sc)
+}
+
+// setConfig allows set_config only with a constant setting name that is
+// not an identity setting.
+func (a *analyzer) setConfig(fc *pg.FuncCall) {
+	args := fc.GetArgs()
+	if len(args) == 0 {
+		return
+	}
+	c := args[0].GetAConst()
+	if c == nil || c.GetSval() == nil {
+		a.refuse("set_config with a setting name that is not a constant", "")
+	}
+	name := strings.ToLower(c.GetSval().GetSval())
+	if _, ok := identityNames[name]; ok {
+		a.refuse("set_config of "+name, "it changes who the session is or how it resolves names")
+	}
+}

@@ -1,0 +1,264 @@
+package masking
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgveil/pgveil/rules"
+)
+
+// catalogTTL bounds how long a resolved relation or function is trusted.
+// Catalog changes made by anyone, anywhere, are seen within this time;
+// meanwhile the RowDescription cross-check (Origins) still masks plain
+// columns of protected tables.
+const catalogTTL = 2 * time.Second
+
+// catalogQueryTimeout bounds one catalog read.
+const catalogQueryTimeout = 10 * time.Second
+
+// dbCatalog reads one database's catalog through the proxy's own pool and
+// caches what it read for catalogTTL. It is safe for concurrent use.
+type dbCatalog struct {
+	pool  *pgxpool.Pool
+	rules *rules.Config
+	rels  *expirable.LRU[string, relResult]
+	funcs *expirable.LRU[string, funcResult]
+}
+
+type relResult struct {
+	rel *Relation
+	err error
+}
+
+type funcResult struct {
+	fn  *Function
+	err error
+}
+
+func newDBCatalog(pool *pgxpool.Pool, cfg *rules.Config) *dbCatalog {
+	return &dbCatalog{
+		pool:  pool,
+		rules: cfg,
+		rels:  expirable.NewLRU[string, relResult](4096, nil, catalogTTL),
+		funcs: expirable.NewLRU[string, funcResult](4096, nil, catalogTTL),
+	}
+}
+
+// forget drops every cached entry (after the session changed the catalog).
+func (c *dbCatalog) forget() {
+	c.rels.Purge()
+	c.funcs.Purge()
+}
+
+// relation resolves name in the first of schemas that has it.
+func (c *dbCatalog) relation(schemas []string, name string) (*Relation, error) {
+	key := strings.Join(schemas, ",") + "\x00" + name
+	if r, ok := c.rels.Get(key); ok {
+		return r.rel, r.err
+	}
+	rel, err := c.readRelation(schemas, name)
+	c.rels.Add(key, relResult{rel, err})
+	return rel, err
+}
+
+const relationSQL = `
+SELECT c.oid, n.nspname, c.relname, c.relkind::text,
+       CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END,
+       ARRAY(WITH RECURSIVE anc(oid) AS (
+               SELECT i.inhparent FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid
+               UNION SELECT i.inhparent FROM pg_catalog.pg_inherits i JOIN anc ON i.inhrelid = anc.oid)
+             SELECT an.nspname || '.' || ac.relname FROM anc
+             JOIN pg_catalog.pg_class ac ON ac.oid = anc.oid
+             JOIN pg_catalog.pg_namespace an ON an.oid = ac.relnamespace)
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname = $1 AND n.nspname = ANY($2)
+ORDER BY array_position($2, n.nspname::text) LIMIT 1`
+
+const columnsSQL = `
+SELECT attname, attnum, atttypid FROM pg_catalog.pg_attribute
+WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum`
+
+func (c *dbCatalog) readRelation(schemas []string, name string) (*Relation, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), catalogQueryTimeout)
+	defer cancel()
+	var (
+		rel       Relation
+		kind      string
+		viewSQL   *string
+		ancestors []string
+	)
+	err := c.pool.QueryRow(ctx, relationSQL, name, schemas).Scan(&rel.OID, &rel.Schema, &rel.Name, &kind, &viewSQL, &ancestors)
+	if err != nil {
+		if strings.Contains(err.Error(), "no rows") {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("pgveil: reading the catalog for %s: %w", name, err)
+	}
+	rel.Kind = kind[0]
+	if viewSQL != nil {
+		rel.ViewSQL = *viewSQL
+	}
+	if err := c.readColumns(ctx, &rel); err != nil {
+		return nil, err
+	}
+	return &rel, c.applyRules(&rel, ancestors)
+}
+
+func (c *dbCatalog) readColumns(ctx context.Context, rel *Relation) error {
+	rows, err := c.pool.Query(ctx, columnsSQL, rel.OID)
+	if err != nil {
+		return fmt.Errorf("pgveil: reading the columns of %s.%s: %w", rel.Schema, rel.Name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var col Column
+		if err := rows.Scan(&col.Name, &col.Attnum, &col.TypeOID); err != nil {
+			return err
+		}
+		rel.Columns = append(rel.Columns, col)
+	}
+	return rows.Err()
+}
+
+// applyRules marks the PII columns of rel: its own rules, or those of the
+// nearest protected ancestor (partitions and inheritance children carry
+// their parent's protection). A declared column the relation lacks (renamed
+// or dropped) fails closed: the relation cannot be used until the rules
+// are fixed.
+func (c *dbCatalog) applyRules(rel *Relation, ancestors []string) error {
+	for _, name := range append([]string{rel.Schema + "." + rel.Name}, ancestors...) {
+		t := c.rules.Tables[name]
+		if t == nil {
+			continue
+		}
+		for colName, rule := range t.Columns {
+			i := columnIndex(rel.Columns, colName)
+			if i < 0 {
+				return fmt.Errorf("pgveil: the rules protect %s.%s, but %s.%s has no such column; fix the rules (pgveil check)",
+					name, colName, rel.Schema, rel.Name)
+			}
+			rel.Columns[i].PII = rule
+			rel.Columns[i].Source = name + "." + colName
+		}
+		return nil
+	}
+	return nil
+}
+
+func columnIndex(cols []Column, name string) int {
+	for i, c := range cols {
+		if c.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+const functionSQL = `
+SELECT n.nspname, p.proname, l.lanname, p.provolatile::text
+FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+WHERE p.proname = $1 AND n.nspname = ANY($2)
+ORDER BY array_position($2, n.nspname::text), (l.lanname IN ('internal', 'c')) LIMIT 1`
+
+// function resolves a function name in the first of schemas that has it.
+// Of overloads, one written in SQL or a procedural language wins, so that
+// the analyser sees the riskiest candidate.
+func (c *dbCatalog) function(schemas []string, name string) (*Function, error) {
+	key := strings.Join(schemas, ",") + "\x00" + name
+	if r, ok := c.funcs.Get(key); ok {
+		return r.fn, r.err
+	}
+	fn, err := c.readFunction(schemas, name)
+	c.funcs.Add(key, funcResult{fn, err})
+	return fn, err
+}
+
+func (c *dbCatalog) readFunction(schemas []string, name string) (*Function, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), catalogQueryTimeout)
+	defer cancel()
+	var fn Function
+	var volatile string
+	err := c.pool.QueryRow(ctx, functionSQL, name, schemas).Scan(&fn.Schema, &fn.Name, &fn.Language, &volatile)
+	if err != nil {
+		if strings.Contains(err.Error(), "no rows") {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("pgveil: reading the catalog for function %s: %w", name, err)
+	}
+	fn.Volatile = volatile[0]
+	fn.Allowed = allowed(c.rules.AllowFunctions, fn.Schema, fn.Name)
+	return &fn, nil
+}
+
+// allowed reports whether the rules allowlist a function, by bare or
+// schema-qualified name.
+func allowed(list []string, schema, name string) bool {
+	for _, a := range list {
+		if a == name || a == schema+"."+name {
+			return true
+		}
+	}
+	return false
+}
+
+// sessionCatalog resolves names for one session: unqualified names
+// through the session's search_path.
+type sessionCatalog struct {
+	db   *dbCatalog
+	path []string // schemas to search, pg_catalog first unless placed
+}
+
+func (s *sessionCatalog) schemas(schema string) []string {
+	if schema != "" {
+		return []string{schema}
+	}
+	return s.path
+}
+
+// Relation implements Catalog.
+func (s *sessionCatalog) Relation(schema, name string) (*Relation, error) {
+	return s.db.relation(s.schemas(schema), name)
+}
+
+// Function implements Catalog.
+func (s *sessionCatalog) Function(schema, name string) (*Function, error) {
+	return s.db.function(s.schemas(schema), name)
+}
+
+// searchPath turns a search_path setting into the schemas searched, as
+// the server does: "$user" stands for the login role, pg_catalog comes
+// first unless listed. pg_temp is left out: a masked role cannot create a
+// temporary relation that holds protected values (writes of PII are
+// rejected), so resolving its name to the protected table instead only
+// masks more.
+func searchPath(setting, user string) []string {
+	var path []string
+	for _, part := range strings.Split(setting, ",") {
+		s := strings.TrimSpace(part)
+		if strings.HasPrefix(s, `"`) && strings.HasSuffix(s, `"`) && len(s) >= 2 {
+			s = strings.ReplaceAll(s[1:len(s)-1], `""`, `"`)
+		}
+		switch s {
+		case "":
+			continue
+		case "$user":
+			s = user
+		case "pg_temp":
+			continue
+		}
+		path = append(path, s)
+	}
+	for _, s := range path {
+		if s == "pg_catalog" {
+			return path
+		}
+	}
+	return append([]string{"pg_catalog"}, path...)
+}

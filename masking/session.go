@@ -1,0 +1,347 @@
+package masking
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgveil/pgveil/rules"
+)
+
+// planCacheSize is how many analyses the guard keeps, across sessions.
+const planCacheSize = 8192
+
+// Guard decides, per session, whether results are masked, and owns what
+// masked sessions share: the configuration, one catalog reader per
+// database, and the cache of analyses. It is safe for concurrent use.
+type Guard struct {
+	log *slog.Logger
+	key []byte // PGVEIL_PSEUDONYM_KEY
+
+	mu     sync.Mutex
+	cfg    *rules.Config
+	gen    uint64 // bumped on every reload: cached plans of older rules are not reused
+	dbs    map[string]*dbCatalog
+	pools  []*pgxpool.Pool
+	plans  *lru.Cache[string, cachedPlan]
+	hits   atomic.Uint64
+	misses atomic.Uint64
+}
+
+// cachedPlan is an analysis or a rejection.
+type cachedPlan struct {
+	plan *Plan
+	err  error
+}
+
+// NewGuard creates a guard for cfg. The pseudonym key is read from the
+// environment variable PGVEIL_PSEUDONYM_KEY.
+func NewGuard(cfg *rules.Config, log *slog.Logger) *Guard {
+	plans, _ := lru.New[string, cachedPlan](planCacheSize)
+	return &Guard{log: log, cfg: cfg, dbs: map[string]*dbCatalog{}, plans: plans,
+		key: []byte(os.Getenv("PGVEIL_PSEUDONYM_KEY"))}
+}
+
+// Reload swaps the rules. Sessions re-analyse every statement they run
+// from now on, statements prepared before the reload included.
+func (g *Guard) Reload(cfg *rules.Config) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.cfg = cfg
+	g.gen++
+	g.dbs = map[string]*dbCatalog{} // pools stay open for reuse by database below
+	g.plans.Purge()
+}
+
+// Close closes the guard's database connections.
+func (g *Guard) Close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, p := range g.pools {
+		p.Close()
+	}
+	g.pools = nil
+}
+
+// CacheStats returns the analysis cache's hits and misses so far.
+func (g *Guard) CacheStats() (hits, misses uint64) { return g.hits.Load(), g.misses.Load() }
+
+// Masked reports whether a login role is masked under the current rules.
+func (g *Guard) Masked(user string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.cfg.IsUnmasked(user)
+}
+
+// Open starts the policy of a masked session, or returns nil for a role
+// that sees raw data. exec runs a query on the session's own connection.
+func (g *Guard) Open(user, database string, exec func(string) ([][]string, error)) (*Session, error) {
+	g.mu.Lock()
+	cfg, gen := g.cfg, g.gen
+	g.mu.Unlock()
+	if cfg.IsUnmasked(user) {
+		return nil, nil
+	}
+	rows, err := exec("SELECT pg_catalog.current_setting('search_path')")
+	if err != nil || len(rows) != 1 || len(rows[0]) != 1 {
+		return nil, fmt.Errorf("pgveil: cannot read the session's search_path: %v", err)
+	}
+	db, err := g.catalog(cfg, gen, database)
+	if err != nil {
+		return nil, err
+	}
+	path := searchPath(rows[0][0], user)
+	s := &Session{g: g, cfg: cfg, gen: gen, user: user, database: database,
+		cat: &sessionCatalog{db: db, path: path}, pathKey: fmt.Sprint(path),
+		cursors: map[string][]Output{}, prepared: map[string][]Output{}}
+	return s, nil
+}
+
+// catalog returns the catalog reader of a database, connecting on first use.
+func (g *Guard) catalog(cfg *rules.Config, gen uint64, database string) (*dbCatalog, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if c := g.dbs[database]; c != nil && g.gen == gen {
+		return c, nil
+	}
+	pool, err := g.connect(cfg, database)
+	if err != nil {
+		return nil, err
+	}
+	c := newDBCatalog(pool, cfg)
+	if g.gen == gen {
+		g.dbs[database] = c
+	}
+	return c, nil
+}
+
+// connect opens the proxy's own pool to a database: admin_dsn when given,
+// else the libpq environment, with the upstream as the default host.
+func (g *Guard) connect(cfg *rules.Config, database string) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(cfg.AdminDSN)
+	if err != nil {
+		return nil, fmt.Errorf("pgveil: admin_dsn: %w", err)
+	}
+	if cfg.AdminDSN == "" && os.Getenv("PGHOST") == "" {
+		host, port, _ := net.SplitHostPort(cfg.Upstream)
+		pc.ConnConfig.Host = host
+		fmt.Sscan(port, &pc.ConnConfig.Port)
+	}
+	pc.ConnConfig.Database = database
+	pc.MaxConns = 4
+	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
+	if err != nil {
+		return nil, fmt.Errorf("pgveil: connecting to read the catalog of %s: %w", database, err)
+	}
+	g.pools = append(g.pools, pool)
+	return pool, nil
+}
+
+// Session is the masking policy of one masked session. Its methods are
+// called one at a time (see proxy.Policy).
+type Session struct {
+	g        *Guard
+	cfg      *rules.Config
+	gen      uint64
+	user     string
+	database string
+	cat      *sessionCatalog
+	pathKey  string
+	keyBuf   []byte
+
+	// cursors and prepared hold the outputs of every cursor and SQL
+	// prepared statement the server confirmed, by name. A name declared
+	// again keeps the union of both definitions' masking until it is
+	// closed, so a failed redeclaration can never unmask a cursor.
+	cursors  map[string][]Output
+	prepared map[string][]Output
+}
+
+// Analysis is the analysis of one query text for one session.
+type Analysis struct {
+	plan *Plan
+}
+
+// Statements implements proxy.Query.
+func (a *Analysis) Statements() int { return len(a.plan.Statements) }
+
+// Analyze analyses a query text, from the cache when the same text (up to
+// its literals) was analysed under the same rules, database and path.
+func (s *Session) Analyze(sql string) (*Analysis, error) {
+	s.keyBuf = append(s.keyBuf[:0], s.database...)
+	s.keyBuf = append(s.keyBuf, 0)
+	s.keyBuf = append(s.keyBuf, s.pathKey...)
+	s.keyBuf = append(s.keyBuf, 0)
+	s.keyBuf = fmt.Appendf(s.keyBuf, "%d\x00", s.gen)
+	s.keyBuf = CacheKey(s.keyBuf, sql)
+	if c, ok := s.g.plans.Get(string(s.keyBuf)); ok {
+		s.g.hits.Add(1)
+		return &Analysis{c.plan}, c.err
+	}
+	s.g.misses.Add(1)
+	plan, err := Analyze(sql, s.cat, Options{Role: s.user})
+	var rej *Rejection
+	if err == nil || errors.As(err, &rej) {
+		s.g.plans.Add(string(s.keyBuf), cachedPlan{plan, err})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Analysis{plan}, nil
+}
+
+// outputs returns the outputs of statement idx, through the cursor or
+// prepared statement it reads.
+func (s *Session) outputs(a *Analysis, idx int) (*StatementPlan, []Output) {
+	if idx >= len(a.plan.Statements) {
+		return nil, nil
+	}
+	st := &a.plan.Statements[idx]
+	switch {
+	case st.Cursor != "" && st.Outputs == nil && st.AllColumns == nil:
+		return st, s.cursors[st.Cursor]
+	case st.Prepared != "" && st.Outputs == nil && st.AllColumns == nil:
+		return st, s.prepared[st.Prepared]
+	}
+	return st, st.Outputs
+}
+
+// Result returns the masker for a result's rows, or nil when every column
+// is exact.
+func (s *Session) Result(a *Analysis, idx int, fields []pgproto3.FieldDescription, formats []int16) (*RowMasker, error) {
+	st, outs := s.outputs(a, idx)
+	if st == nil {
+		return nil, fmt.Errorf("pgveil: result for statement %d of a %d-statement query", idx+1, len(a.plan.Statements))
+	}
+	cols := columnOutputs(st, outs, fields)
+	types := make([]uint32, len(fields))
+	for i, f := range fields {
+		types[i] = f.DataTypeOID
+	}
+	return NewRowMasker(cols, types, formats, s.g.key), nil
+}
+
+// columnOutputs lines the plan's outputs up with the columns the server
+// reports, and fails closed where they disagree: a column whose origin is
+// a protected column is masked whatever the plan says, and when the
+// column counts differ every column of a statement that reads PII is
+// redacted.
+func columnOutputs(st *StatementPlan, outs []Output, fields []pgproto3.FieldDescription) []Output {
+	cols := make([]Output, len(fields))
+	for i := range fields {
+		switch {
+		case st.AllColumns != nil:
+			cols[i] = *st.AllColumns
+			cols[i].Plain = false
+		case len(outs) == len(fields):
+			cols[i] = outs[i]
+		case st.ReadsPII:
+			cols[i] = Output{Sources: []string{"(result shape differs from the analysis)"}}
+		}
+		if o := originOf(st.Origins, fields[i]); o != nil && !cols[i].Masked() {
+			cols[i] = Output{Sources: o.Sources}
+		}
+	}
+	return cols
+}
+
+func originOf(origins []Origin, f pgproto3.FieldDescription) *Origin {
+	for i := range origins {
+		if origins[i].Table == f.TableOID && origins[i].Attnum == int16(f.TableAttributeNumber) {
+			return &origins[i]
+		}
+	}
+	return nil
+}
+
+// CopyResult returns the masker for a COPY TO STDOUT, or nil.
+func (s *Session) CopyResult(a *Analysis, idx int) (*CopyMasker, error) {
+	st, outs := s.outputs(a, idx)
+	if st == nil || st.Copy == nil {
+		if st != nil && st.ReadsPII {
+			return nil, errors.New("pgveil: COPY result without a known format for a statement that reads PII")
+		}
+		return nil, nil
+	}
+	masked := false
+	for _, o := range outs {
+		masked = masked || o.Masked()
+	}
+	if !masked {
+		return nil, nil
+	}
+	types := make([]uint32, len(outs)) // unknown types: masked text in COPY's text form
+	for i := range types {
+		types[i] = 25
+	}
+	return &CopyMasker{rows: NewRowMasker(outs, types, nil, s.g.key), format: st.Copy}, nil
+}
+
+// CopyMasker masks the rows of one COPY TO STDOUT.
+type CopyMasker struct {
+	rows   *RowMasker
+	format *CopyFormat
+}
+
+// CopyLine masks one COPY data row.
+func (c *CopyMasker) CopyLine(dst, line []byte) ([]byte, error) {
+	return c.rows.MaskCopyLine(dst, line, c.format)
+}
+
+// Completed tracks the cursors and prepared statements the server now has.
+func (s *Session) Completed(a *Analysis, idx int) {
+	if idx >= len(a.plan.Statements) {
+		return
+	}
+	st := &a.plan.Statements[idx]
+	if st.ChangesCatalog {
+		s.cat.db.forget()
+	}
+	switch {
+	case st.Tag == "DECLARE CURSOR" && st.Cursor != "":
+		s.cursors[st.Cursor] = union(s.cursors[st.Cursor], st.Outputs)
+	case st.Tag == "PREPARE" && st.Prepared != "":
+		s.prepared[st.Prepared] = union(s.prepared[st.Prepared], st.Outputs)
+	case st.Tag == "CLOSE CURSOR" && st.Cursor != "":
+		delete(s.cursors, st.Cursor)
+	case st.Tag == "DEALLOCATE" && st.Prepared != "":
+		delete(s.prepared, st.Prepared)
+	}
+}
+
+// union keeps, per column, the stricter of two definitions of one name.
+// Definitions of different widths make every column redacted.
+func union(old, new []Output) []Output {
+	if old == nil {
+		return new
+	}
+	if len(old) != len(new) {
+		out := make([]Output, max(len(old), len(new)))
+		for i := range out {
+			out[i] = Output{Sources: []string{"(redefined with another shape)"}}
+		}
+		return out
+	}
+	out := make([]Output, len(new))
+	for i := range new {
+		out[i] = new[i]
+		if old[i].Masked() && (!new[i].Masked() || new[i].Plain != old[i].Plain) {
+			out[i] = Output{Sources: old[i].Sources}
+		}
+	}
+	return out
+}
+
+// ScrubErrors reports whether errors of statement idx may quote PII.
+func (s *Session) ScrubErrors(a *Analysis, idx int) bool {
+	return idx < len(a.plan.Statements) && a.plan.Statements[idx].ReadsPII
+}
