@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
@@ -36,7 +37,18 @@ func FuzzAnalyze(f *testing.F) {
 	f.Add("WITH RECURSIVE a(x) AS (SELECT 1 UNION SELECT x FROM a, b), b(y) AS (SELECT 2) SELECT * FROM a")
 	cat := newTestCatalog()
 	f.Fuzz(func(t *testing.T, sql string) {
-		plan, err := Analyze(sql, cat, goldenOptions)
+		var plan *Plan
+		var err error
+		done := make(chan bool)
+		go func() {
+			defer close(done)
+			plan, err = Analyze(sql, cat, goldenOptions)
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%q: analysis takes more than 5s", sql)
+		}
 		checkResult(t, sql, plan, err)
 	})
 }

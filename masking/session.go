@@ -91,9 +91,14 @@ func (g *Guard) Open(user, database string, exec func(string) ([][]string, error
 	if cfg.IsUnmasked(user) {
 		return nil, nil
 	}
-	rows, err := exec("SELECT pg_catalog.current_setting('search_path')")
-	if err != nil || len(rows) != 1 || len(rows[0]) != 1 {
-		return nil, fmt.Errorf("pgveil: cannot read the session's search_path: %v", err)
+	rows, err := exec("SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_setting('standard_conforming_strings')")
+	if err != nil || len(rows) != 1 || len(rows[0]) != 2 {
+		return nil, fmt.Errorf("pgveil: cannot read the session's settings: %v", err)
+	}
+	// The analyser reads string literals as the server does only with
+	// standard_conforming_strings on (its default since PostgreSQL 9.1).
+	if rows[0][1] != "on" {
+		return nil, errors.New("pgveil: masked roles need standard_conforming_strings = on")
 	}
 	db, err := g.catalog(cfg, gen, database)
 	if err != nil {
@@ -178,6 +183,8 @@ func (a *Analysis) Statements() int { return len(a.plan.Statements) }
 // its literals) was analysed under the same rules, database and path.
 func (s *Session) Analyze(sql string) (*Analysis, error) {
 	s.keyBuf = append(s.keyBuf[:0], s.database...)
+	s.keyBuf = append(s.keyBuf, 0)
+	s.keyBuf = append(s.keyBuf, s.user...) // rejection messages name the role
 	s.keyBuf = append(s.keyBuf, 0)
 	s.keyBuf = append(s.keyBuf, s.pathKey...)
 	s.keyBuf = append(s.keyBuf, 0)

@@ -9,11 +9,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
+	"encoding/pem"
 	"errors"
 	"io"
 	"math/big"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -23,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgveil/pgveil/internal/pgtest"
 	"github.com/pgveil/pgveil/proxy"
 )
 
@@ -320,4 +324,85 @@ func TestCancelUnknownKeyIsIgnored(t *testing.T) {
 	if err := c.Ping(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// enableServerTLS turns SSL on in the test cluster with a fresh
+// self-signed certificate and returns a pool that trusts it.
+func enableServerTLS(t *testing.T) *x509.CertPool {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile := filepath.Join(db.DataDir, "server.crt"), filepath.Join(db.DataDir, "server.key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+	cred, err := pgtest.ServerCredential()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{certFile, keyFile} {
+		if err := pgtest.Chown(f, cred); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := testCtx(t)
+	for _, sql := range []string{"ALTER SYSTEM SET ssl = on", "SELECT pg_reload_conf()"} {
+		if err := db.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		db.Exec(context.Background(), "ALTER SYSTEM RESET ssl")
+		db.Exec(context.Background(), "SELECT pg_reload_conf()")
+	})
+	pool := x509.NewCertPool()
+	pool.AddCert(must(x509.ParseCertificate(der)))
+	return pool
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func TestUpstreamTLS(t *testing.T) {
+	roots := enableServerTLS(t)
+	ctx := testCtx(t)
+	for name, cfg := range map[string]*tls.Config{
+		"require":     {InsecureSkipVerify: true},
+		"verify-full": {RootCAs: roots, ServerName: "127.0.0.1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := startProxy(t, func(o *proxy.Options) { o.UpstreamTLS, o.UpstreamTLSRequired = cfg, true })
+			var ssl bool
+			// The server may take a moment to load its certificate after the reload.
+			eventually(t, "an encrypted upstream session", func() bool {
+				c, err := pgx.Connect(ctx, p.dsn("postgres", ""))
+				if err != nil {
+					return false
+				}
+				defer c.Close(ctx)
+				return c.QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl) == nil && ssl
+			})
+		})
+	}
+	t.Run("verify-full with the wrong CA", func(t *testing.T) {
+		p := startProxy(t, func(o *proxy.Options) {
+			o.UpstreamTLS, o.UpstreamTLSRequired = &tls.Config{RootCAs: x509.NewCertPool(), ServerName: "127.0.0.1"}, true
+		})
+		_, err := pgx.Connect(ctx, p.dsn("postgres", ""))
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "08001" || !strings.Contains(pgErr.Message, "certificate") {
+			t.Fatalf("want 08001 about the certificate, got %v", err)
+		}
+	})
 }

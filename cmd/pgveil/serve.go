@@ -77,7 +77,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		defer stop()
 	}
 	if err := serve(*config, log); err != nil {
-		log.Error("pgveil stopped", "err", err)
+		fmt.Fprintln(stderr, "pgveil:", err)
 		return 1
 	}
 	return 0
