@@ -29,9 +29,9 @@ type Guard struct {
 
 	mu     sync.Mutex
 	cfg    *rules.Config
-	gen    uint64 // bumped on every reload: cached plans of older rules are not reused
-	dbs    map[string]*dbCatalog
-	pools  []*pgxpool.Pool
+	gen    uint64                   // bumped on every reload: cached plans of older rules are not reused
+	dbs    map[string]*dbCatalog    // for the current rules
+	pools  map[string]*pgxpool.Pool // by database, kept across reloads
 	plans  *lru.Cache[string, cachedPlan]
 	hits   atomic.Uint64
 	misses atomic.Uint64
@@ -47,7 +47,7 @@ type cachedPlan struct {
 // environment variable PGVEIL_PSEUDONYM_KEY.
 func NewGuard(cfg *rules.Config, log *slog.Logger) *Guard {
 	plans, _ := lru.New[string, cachedPlan](planCacheSize)
-	return &Guard{log: log, cfg: cfg, dbs: map[string]*dbCatalog{}, plans: plans,
+	return &Guard{log: log, cfg: cfg, dbs: map[string]*dbCatalog{}, pools: map[string]*pgxpool.Pool{}, plans: plans,
 		key: []byte(os.Getenv("PGVEIL_PSEUDONYM_KEY"))}
 }
 
@@ -58,7 +58,7 @@ func (g *Guard) Reload(cfg *rules.Config) {
 	defer g.mu.Unlock()
 	g.cfg = cfg
 	g.gen++
-	g.dbs = map[string]*dbCatalog{} // pools stay open for reuse by database below
+	g.dbs = map[string]*dbCatalog{}
 	g.plans.Purge()
 }
 
@@ -69,7 +69,7 @@ func (g *Guard) Close() {
 	for _, p := range g.pools {
 		p.Close()
 	}
-	g.pools = nil
+	g.pools = map[string]*pgxpool.Pool{}
 }
 
 // CacheStats returns the analysis cache's hits and misses so far.
@@ -118,9 +118,13 @@ func (g *Guard) catalog(cfg *rules.Config, gen uint64, database string) (*dbCata
 	if c := g.dbs[database]; c != nil && g.gen == gen {
 		return c, nil
 	}
-	pool, err := g.connect(cfg, database)
-	if err != nil {
-		return nil, err
+	pool := g.pools[database]
+	if pool == nil {
+		var err error
+		if pool, err = g.connect(cfg, database); err != nil {
+			return nil, err
+		}
+		g.pools[database] = pool
 	}
 	c := newDBCatalog(pool, cfg)
 	if g.gen == gen {
@@ -147,7 +151,6 @@ func (g *Guard) connect(cfg *rules.Config, database string) (*pgxpool.Pool, erro
 	if err != nil {
 		return nil, fmt.Errorf("pgveil: connecting to read the catalog of %s: %w", database, err)
 	}
-	g.pools = append(g.pools, pool)
 	return pool, nil
 }
 
@@ -171,9 +174,12 @@ type Session struct {
 	prepared map[string][]Output
 }
 
-// Analysis is the analysis of one query text for one session.
+// Analysis is the analysis of one query text for one session, under the
+// rules of generation gen.
 type Analysis struct {
 	plan *Plan
+	sql  string
+	gen  uint64
 }
 
 // Statements implements proxy.Query.
@@ -182,6 +188,9 @@ func (a *Analysis) Statements() int { return len(a.plan.Statements) }
 // Analyze analyses a query text, from the cache when the same text (up to
 // its literals) was analysed under the same rules, database and path.
 func (s *Session) Analyze(sql string) (*Analysis, error) {
+	if err := s.refresh(); err != nil {
+		return nil, err
+	}
 	s.keyBuf = append(s.keyBuf[:0], s.database...)
 	s.keyBuf = append(s.keyBuf, 0)
 	s.keyBuf = append(s.keyBuf, s.user...) // rejection messages name the role
@@ -192,7 +201,10 @@ func (s *Session) Analyze(sql string) (*Analysis, error) {
 	s.keyBuf = CacheKey(s.keyBuf, sql)
 	if c, ok := s.g.plans.Get(string(s.keyBuf)); ok {
 		s.g.hits.Add(1)
-		return &Analysis{c.plan}, c.err
+		if c.err != nil {
+			return nil, c.err
+		}
+		return &Analysis{c.plan, sql, s.gen}, nil
 	}
 	s.g.misses.Add(1)
 	plan, err := Analyze(sql, s.cat, Options{Role: s.user})
@@ -203,12 +215,49 @@ func (s *Session) Analyze(sql string) (*Analysis, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Analysis{plan}, nil
+	return &Analysis{plan, sql, s.gen}, nil
+}
+
+// refresh moves the session to the guard's current rules after a reload.
+func (s *Session) refresh() error {
+	s.g.mu.Lock()
+	cfg, gen := s.g.cfg, s.g.gen
+	s.g.mu.Unlock()
+	if gen == s.gen {
+		return nil
+	}
+	db, err := s.g.catalog(cfg, gen, s.database)
+	if err != nil {
+		return err
+	}
+	s.cfg, s.gen, s.cat.db = cfg, gen, db
+	return nil
+}
+
+// current re-analyses a statement prepared under older rules. A statement
+// the new rules reject can no longer fail where the client sent it, so
+// every column of its results is redacted instead.
+func (s *Session) current(a *Analysis) *Analysis {
+	if s.refresh() != nil || a.gen == s.gen {
+		return a
+	}
+	fresh, err := s.Analyze(a.sql)
+	if err != nil {
+		redacted := &Output{Sources: []string{"(rejected by the reloaded rules)"}}
+		plan := &Plan{Statements: make([]StatementPlan, len(a.plan.Statements))}
+		for i := range plan.Statements {
+			plan.Statements[i] = StatementPlan{AllColumns: redacted, ReadsPII: true}
+		}
+		fresh = &Analysis{plan, a.sql, s.gen}
+	}
+	*a = *fresh
+	return a
 }
 
 // outputs returns the outputs of statement idx, through the cursor or
 // prepared statement it reads.
 func (s *Session) outputs(a *Analysis, idx int) (*StatementPlan, []Output) {
+	a = s.current(a)
 	if idx >= len(a.plan.Statements) {
 		return nil, nil
 	}

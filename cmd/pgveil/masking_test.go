@@ -13,6 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgveil/pgveil/rules"
 )
 
 // modes are the ways a client can run a query: the simple protocol (text),
@@ -308,5 +310,33 @@ func TestMaskedPsql(t *testing.T) {
 	}
 	if string(out) != "***@example.com|NO\n***\n" {
 		t.Fatalf("psql output %q", out)
+	}
+}
+
+func TestReloadReanalysesPreparedStatements(t *testing.T) {
+	p := startMaskingProxy(t, "")
+	ctx := testCtx(t)
+	c := p.connect(t, "support")
+	if _, err := c.Prepare(ctx, "countries", "SELECT country FROM customers WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	var country string
+	if err := c.QueryRow(ctx, "countries").Scan(&country); err != nil || country != "NO" {
+		t.Fatalf("before reload: %q %v", country, err)
+	}
+	cfg, err := rules.Parse([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nupstream: %s\n%s", db.Addr(),
+		strings.Replace(rulesYAML, "      email:      {mask: email, anonymize: random_email, lookup: true}",
+			"      email:      {mask: email, anonymize: random_email, lookup: true}\n      country:    {mask: redact}", 1))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.AdminDSN = db.DSN("postgres", "", "postgres")
+	p.guard.Reload(cfg)
+	if err := c.QueryRow(ctx, "countries").Scan(&country); err != nil || country != "***" {
+		t.Fatalf("prepared before the reload, run after it: %q %v", country, err)
+	}
+	got := query(t, c, pgx.QueryExecModeSimpleProtocol, "SELECT country FROM customers WHERE id = 1")
+	if got[0][0] != "***" {
+		t.Fatalf("new query after reload: %q", got)
 	}
 }
