@@ -53,6 +53,22 @@ type analyzer struct {
 	views int
 	// resolved says, per statement so far, whether it resolved a name.
 	resolved []bool
+	// steps counts the nodes analysed, against maxSteps.
+	steps int
+}
+
+// maxSteps bounds the work of one analysis. Nested recursive queries are
+// analysed again until their lineage settles, which multiplies with the
+// nesting; a text that needs more steps than this is refused.
+const maxSteps = 200000
+
+// step counts one unit of work.
+func (a *analyzer) step() {
+	a.steps++
+	if a.steps > maxSteps {
+		a.fail(&Rejection{Construct: "a query this complex",
+			Message: "pgveil: the query is too complex to analyse", Hint: "split it into simpler statements"})
+	}
 }
 
 // stmtState is what one top-level statement accumulates.

@@ -12,6 +12,7 @@ import (
 // functions with side effects, casts that can fail, set-returning
 // functions) are checked here; the caller checks what its position forbids.
 func (a *analyzer) value(n *pg.Node, sc *scope) lineage {
+	a.step()
 	switch x := n.GetNode().(type) {
 	case nil:
 		return lineage{}
@@ -145,7 +146,12 @@ func (a *analyzer) nullTest(l lineage) lineage {
 // aExpr analyses operators. NULLIF compares; division and modulo by a
 // PII-derived value fail for some values (an error oracle).
 func (a *analyzer) aExpr(e *pg.A_Expr, sc *scope) lineage {
-	l := derive(a.value(e.GetLexpr(), sc), a.value(e.GetRexpr(), sc))
+	return a.aExprOf(e, a.value(e.GetLexpr(), sc), a.value(e.GetRexpr(), sc))
+}
+
+// aExprOf checks an operator given the lineage of its operands.
+func (a *analyzer) aExprOf(e *pg.A_Expr, left, right lineage) lineage {
+	l := derive(left, right)
 	if !l.pii() || a.views > 0 {
 		return l
 	}
@@ -204,28 +210,25 @@ func (a *analyzer) subLink(s *pg.SubLink, sc *scope) lineage {
 // caseExpr analyses CASE. Its conditions are predicates wherever the CASE
 // stands; CASE x WHEN v compares x = v.
 func (a *analyzer) caseExpr(c *pg.CaseExpr, sc *scope) lineage {
-	var results []lineage
 	arg := c.GetArg()
+	argL := a.value(arg, sc)
+	results := []lineage{argL}
 	for _, n := range c.GetArgs() {
 		w := n.GetCaseWhen()
 		if arg == nil {
 			a.pred(w.GetExpr(), sc, "CASE WHEN")
 		} else {
-			a.caseCompare(arg, w.GetExpr(), sc)
+			a.caseCompare(argL, w.GetExpr(), sc)
 		}
 		results = append(results, a.value(w.GetResult(), sc))
 	}
 	results = append(results, a.value(c.GetDefresult(), sc))
-	if arg != nil {
-		results = append(results, a.value(arg, sc))
-	}
 	return derive(results...)
 }
 
 // caseCompare checks CASE arg WHEN v as the comparison arg = v.
-func (a *analyzer) caseCompare(arg, v *pg.Node, sc *scope) {
-	eq := &pg.A_Expr{Kind: pg.A_Expr_Kind_AEXPR_OP, Name: []*pg.Node{pg.MakeStrNode("=")}, Lexpr: arg, Rexpr: v}
-	a.pred(&pg.Node{Node: &pg.Node_AExpr{AExpr: eq}}, sc, "CASE")
+func (a *analyzer) caseCompare(argL lineage, v *pg.Node, sc *scope) {
+	a.comparison(argL, a.value(v, sc), isConstant(v), "CASE")
 }
 
 // minMax: GREATEST and LEAST compare their arguments.
@@ -270,11 +273,15 @@ func (a *analyzer) pred(n *pg.Node, sc *scope, construct string) {
 		}
 		return
 	case *pg.Node_AExpr:
-		if ok, col := a.lookup(x.AExpr, sc); ok {
-			return
-		} else if col.plain && a.views == 0 {
-			a.refuseOn(construct, col, lookupHint)
+		a.step()
+		e := x.AExpr
+		left, right := a.value(e.GetLexpr(), sc), a.value(e.GetRexpr(), sc)
+		if isConstant(e.GetLexpr()) {
+			left, right = right, left
 		}
+		a.comparison(left, right, isLookupShape(e), construct)
+		a.aExprOf(e, left, right)
+		return
 	}
 	if l := a.value(n, sc); l.pii() && a.views == 0 {
 		a.refuseOn(construct, l, "")
@@ -283,35 +290,36 @@ func (a *analyzer) pred(n *pg.Node, sc *scope, construct string) {
 
 const lookupHint = "only columns declared lookup may be compared, with = or IN, and only with constants or parameters"
 
-// lookup reports whether e compares a plain lookup column with =, IN or
-// = ANY against constants or parameters. When e has that shape, col is the
-// lineage of the compared column.
-func (a *analyzer) lookup(e *pg.A_Expr, sc *scope) (ok bool, col lineage) {
+// comparison checks an operator in a predicate position, given the
+// lineage of its operands (the constant one, if any, second). Only a lookup
+// passes: a plain lookup column compared with =, IN or = ANY against
+// constants or parameters (lookupShape).
+func (a *analyzer) comparison(col, other lineage, lookupShape bool, construct string) {
+	if !col.pii() && !other.pii() || a.views > 0 {
+		return
+	}
+	if lookupShape && !other.pii() && col.plain {
+		if col.lookup {
+			return
+		}
+		a.refuseOn(construct, col, lookupHint)
+	}
+	a.refuseOn(construct, derive(col, other), "")
+}
+
+// isLookupShape reports whether e is col = const, const = col,
+// col IN (consts) or col = ANY(const).
+func isLookupShape(e *pg.A_Expr) bool {
 	left, right := e.GetLexpr(), e.GetRexpr()
 	switch e.GetKind() {
 	case pg.A_Expr_Kind_AEXPR_OP:
-		if opName(e) != "=" {
-			return false, lineage{}
-		}
-		if isConstant(left) {
-			left, right = right, left
-		}
+		return opName(e) == "=" && (isConstant(left) || isConstant(right))
 	case pg.A_Expr_Kind_AEXPR_IN:
-		if opName(e) != "=" && opName(e) != "<>" {
-			return false, lineage{}
-		}
+		return (opName(e) == "=" || opName(e) == "<>") && isConstant(right)
 	case pg.A_Expr_Kind_AEXPR_OP_ANY:
-		if opName(e) != "=" {
-			return false, lineage{}
-		}
-	default:
-		return false, lineage{}
+		return opName(e) == "=" && isConstant(right)
 	}
-	if !isConstant(right) {
-		return false, lineage{}
-	}
-	col = a.value(left, sc)
-	return col.plain && col.lookup, col
+	return false
 }
 
 // isConstant reports whether n is made of constants and parameters only.

@@ -177,9 +177,9 @@ func (a *analyzer) fixedRows(name string, fc *pg.FuncCall, sc *scope) bool {
 }
 
 // scalarArrays reports whether every argument is an ARRAY[...] whose
-// elements are constants, exact values or plain columns: an element that
-// is itself a computed array would make a multi-dimensional array, which
-// unnest flattens into as many rows as it has elements.
+// elements are constants or column references that are not computed: a
+// computed element could be an array, making a multi-dimensional array
+// that unnest flattens into as many rows as it has elements.
 func (a *analyzer) scalarArrays(args []*pg.Node, sc *scope) bool {
 	for _, n := range args {
 		arr := n.GetAArrayExpr()
@@ -187,7 +187,7 @@ func (a *analyzer) scalarArrays(args []*pg.Node, sc *scope) bool {
 			return false
 		}
 		for _, e := range arr.GetElements() {
-			if a.value(e, sc).derived() {
+			if !isConstant(e) && (e.GetColumnRef() == nil || a.columnRef(e.GetColumnRef(), sc).derived()) {
 				return false
 			}
 		}

@@ -33,9 +33,9 @@ type goldenCase struct {
 
 type goldenResult struct {
 	Statements *[]goldenStatement `json:"statements,omitempty"`
-	Reject     string            `json:"reject,omitempty"`
-	Hint       string            `json:"hint,omitempty"`
-	Error      string            `json:"error,omitempty"`
+	Reject     string             `json:"reject,omitempty"`
+	Hint       string             `json:"hint,omitempty"`
+	Error      string             `json:"error,omitempty"`
 }
 
 type goldenStatement struct {

@@ -7,8 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -105,10 +108,15 @@ func (g *Guard) Open(user, database string, exec func(string) ([][]string, error
 		return nil, err
 	}
 	path := searchPath(rows[0][0], user)
-	s := &Session{g: g, cfg: cfg, gen: gen, user: user, database: database,
-		cat: &sessionCatalog{db: db, path: path}, pathKey: fmt.Sprint(path),
-		cursors: map[string][]Output{}, prepared: map[string][]Output{}}
+	s := newSession(g, user, database, &sessionCatalog{db: db, path: path}, path)
+	s.cfg, s.gen, s.db = cfg, gen, db
 	return s, nil
+}
+
+// newSession creates a session that resolves names through cat.
+func newSession(g *Guard, user, database string, cat Catalog, path []string) *Session {
+	return &Session{g: g, cfg: g.cfg, gen: g.gen, user: user, database: database, cat: cat, path: path,
+		pathKey: fmt.Sprint(path), cursors: map[string][]Output{}, prepared: map[string][]Output{}}
 }
 
 // catalog returns the catalog reader of a database, connecting on first use.
@@ -162,7 +170,9 @@ type Session struct {
 	gen      uint64
 	user     string
 	database string
-	cat      *sessionCatalog
+	cat      Catalog
+	db       *dbCatalog // the live catalog behind cat; nil in tests
+	path     []string
 	pathKey  string
 	keyBuf   []byte
 
@@ -172,6 +182,16 @@ type Session struct {
 	// closed, so a failed redeclaration can never unmask a cursor.
 	cursors  map[string][]Output
 	prepared map[string][]Output
+
+	// last is the masker most recently built, reused while the same
+	// statement plan returns rows of the same types and formats.
+	last struct {
+		st      *StatementPlan
+		outs    []Output
+		fields  []pgproto3.FieldDescription // types and origins, names left out
+		formats []int16
+		masker  *RowMasker
+	}
 }
 
 // Analysis is the analysis of one query text for one session, under the
@@ -197,9 +217,11 @@ func (s *Session) Analyze(sql string) (*Analysis, error) {
 	s.keyBuf = append(s.keyBuf, 0)
 	s.keyBuf = append(s.keyBuf, s.pathKey...)
 	s.keyBuf = append(s.keyBuf, 0)
-	s.keyBuf = fmt.Appendf(s.keyBuf, "%d\x00", s.gen)
+	s.keyBuf = strconv.AppendUint(s.keyBuf, s.gen, 10)
+	s.keyBuf = append(s.keyBuf, 0)
 	s.keyBuf = CacheKey(s.keyBuf, sql)
-	if c, ok := s.g.plans.Get(string(s.keyBuf)); ok {
+	// The lookup borrows keyBuf's bytes; Get keeps nothing of its key.
+	if c, ok := s.g.plans.Get(unsafe.String(unsafe.SliceData(s.keyBuf), len(s.keyBuf))); ok {
 		s.g.hits.Add(1)
 		if c.err != nil {
 			return nil, c.err
@@ -230,7 +252,8 @@ func (s *Session) refresh() error {
 	if err != nil {
 		return err
 	}
-	s.cfg, s.gen, s.cat.db = cfg, gen, db
+	s.cfg, s.gen, s.db = cfg, gen, db
+	s.cat = &sessionCatalog{db: db, path: s.path}
 	return nil
 }
 
@@ -278,12 +301,40 @@ func (s *Session) Result(a *Analysis, idx int, fields []pgproto3.FieldDescriptio
 	if st == nil {
 		return nil, fmt.Errorf("pgveil: result for statement %d of a %d-statement query", idx+1, len(a.plan.Statements))
 	}
+	if s.sameShape(st, outs, fields, formats) {
+		return s.last.masker, nil
+	}
 	cols := columnOutputs(st, outs, fields)
 	types := make([]uint32, len(fields))
 	for i, f := range fields {
 		types[i] = f.DataTypeOID
 	}
-	return NewRowMasker(cols, types, formats, s.g.key), nil
+	m := NewRowMasker(cols, types, formats, s.g.key)
+	s.last.st, s.last.outs, s.last.masker = st, outs, m
+	s.last.formats = append(s.last.formats[:0], formats...)
+	s.last.fields = s.last.fields[:0]
+	for _, f := range fields {
+		s.last.fields = append(s.last.fields, pgproto3.FieldDescription{DataTypeOID: f.DataTypeOID,
+			TableOID: f.TableOID, TableAttributeNumber: f.TableAttributeNumber})
+	}
+	return m, nil
+}
+
+// sameShape reports whether the last masker fits this result too: the
+// same plan, outputs, formats, and column types and origins.
+func (s *Session) sameShape(st *StatementPlan, outs []Output, fields []pgproto3.FieldDescription, formats []int16) bool {
+	l := &s.last
+	if l.st != st || len(l.fields) != len(fields) || !slices.Equal(l.formats, formats) ||
+		len(l.outs) != len(outs) || (len(outs) > 0 && &l.outs[0] != &outs[0]) {
+		return false
+	}
+	for i, f := range fields {
+		g := l.fields[i]
+		if g.DataTypeOID != f.DataTypeOID || g.TableOID != f.TableOID || g.TableAttributeNumber != f.TableAttributeNumber {
+			return false
+		}
+	}
+	return true
 }
 
 // columnOutputs lines the plan's outputs up with the columns the server
@@ -359,8 +410,8 @@ func (s *Session) Completed(a *Analysis, idx int) {
 		return
 	}
 	st := &a.plan.Statements[idx]
-	if st.ChangesCatalog {
-		s.cat.db.forget()
+	if st.ChangesCatalog && s.db != nil {
+		s.db.forget()
 	}
 	switch {
 	case st.Tag == "DECLARE CURSOR" && st.Cursor != "":
