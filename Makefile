@@ -22,7 +22,7 @@ test: vet
 
 # pgbench -S through pgveil, PgBouncer (when installed) and directly, side by side.
 bench: build
-	$(GO) run ./bench --pgveil $(BIN) $(BENCHFLAGS)
+	$(GO) run ./bench --pgveil $(BIN) --masked-user pgveil_masked $(BENCHFLAGS)
 
 demo: build
 	$(BIN) demo

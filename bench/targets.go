@@ -151,7 +151,7 @@ func startPgveil(cfg config, dir string, up *upstream, undo *cleanups) (*pgtest.
 	if err != nil {
 		return nil, "", err
 	}
-	conf, err := pgveilConfig(addr, up.addr, cfg.extraConfig)
+	conf, err := pgveilConfig(addr, up, cfg)
 	if err != nil {
 		return nil, "", err
 	}
@@ -165,14 +165,20 @@ func startPgveil(cfg config, dir string, up *upstream, undo *cleanups) (*pgtest.
 	return p, addr, err
 }
 
-// pgveilConfig is the generated YAML: listen and upstream, then the extra
-// file's content (which must not set those two keys again).
-func pgveilConfig(listen, upstreamAddr, extraPath string) (string, error) {
-	conf := fmt.Sprintf("listen: %s\nupstream: %s\n", listen, upstreamAddr)
-	if extraPath == "" {
+// pgveilConfig is the generated YAML: listen and upstream, the masking
+// rules when a masked role is measured (pgbench -S's result column,
+// abalance, is masked), then the extra file's content (which must not set
+// those keys again).
+func pgveilConfig(listen string, up *upstream, cfg config) (string, error) {
+	conf := fmt.Sprintf("listen: %s\nupstream: %s\n", listen, up.addr)
+	if cfg.maskedUser != "" && cfg.extraConfig == "" {
+		conf += fmt.Sprintf("admin_dsn: %s\nroles:\n  unmasked: [%s]\ntables:\n  public.pgbench_accounts:\n"+
+			"    key: aid\n    columns:\n      abalance: {mask: redact}\n", dsn(up.addr, up.user, up.db), up.user)
+	}
+	if cfg.extraConfig == "" {
 		return conf, nil
 	}
-	extra, err := os.ReadFile(extraPath)
+	extra, err := os.ReadFile(cfg.extraConfig)
 	if err != nil {
 		return "", fmt.Errorf("--extra-config: %w", err)
 	}
