@@ -54,10 +54,30 @@ type Policy interface {
 }
 
 // Query is a Policy's analysis of one Query or Parse message; the proxy
-// only hands it back.
+// hands it back, and runs its Rewrite in place of the client's text when
+// it has one.
 type Query interface {
 	// Statements is the number of statements in the message's text.
 	Statements() int
+	// Rewrite returns what the server runs instead of the client's text,
+	// or nil to forward the text as it is.
+	Rewrite() *Rewrite
+}
+
+// Rewrite replaces one client statement (a pgveil command such as
+// ANONYMIZE) by one SQL statement with bind parameters. The client's own
+// parameters ($1..$n) keep their numbers; Params follow them.
+type Rewrite struct {
+	SQL    string
+	Params []string // text-format values of $n+1, $n+2, ...
+	// Tag, when set, means the statement returns one row with one integer
+	// column, which the client receives as the command tag "Tag <n>"
+	// instead of a row. When empty, its rows reach the client.
+	Tag string
+	// ClientParams is n, the number of parameters the client's text uses.
+	ClientParams int
+	// Notice, when set, is sent to the client after the statement succeeds.
+	Notice string
 }
 
 // Masker masks the rows of one result.

@@ -31,6 +31,10 @@ type expect struct {
 	synthetic bool
 	// reject, when set, replaces the error this message's answer carries.
 	reject error
+	// rw is set for messages about a rewritten statement (ANONYMIZE):
+	// its answers are shown to the client as the client's text would be.
+	rw    *Rewrite
+	count []byte // the count row's value, for rw.Tag
 }
 
 // prepared is a protocol-level prepared statement as the server has it.
@@ -57,6 +61,10 @@ type masking struct {
 	queue   []expect
 	stmts   map[string]*prepared
 	portals map[string]*portal
+	// The rewritten statements and portals as the client defined them,
+	// known before the server answers (Bind needs them at once).
+	rwStmts   map[string]*Rewrite
+	rwPortals map[string]*Rewrite
 
 	masker  Masker // for the result being streamed, nil when exact
 	scrub   bool   // errors of the running statement are scrubbed
@@ -65,7 +73,8 @@ type masking struct {
 }
 
 func newMasking(s *session, p Policy) *masking {
-	return &masking{s: s, policy: p, stmts: map[string]*prepared{}, portals: map[string]*portal{}}
+	return &masking{s: s, policy: p, stmts: map[string]*prepared{}, portals: map[string]*portal{},
+		rwStmts: map[string]*Rewrite{}, rwPortals: map[string]*Rewrite{}}
 }
 
 func (m *masking) push(e expect) { m.queue = append(m.queue, e) }

@@ -72,8 +72,36 @@ func (m *masking) query(out, msg []byte) ([]byte, error) {
 		m.push(expect{kind: 'Q', reject: err})
 		return appendQuery(out, rejectSQL), nil
 	}
+	if rw := q.Rewrite(); rw != nil {
+		return m.rewriteQuery(out, q, rw), nil
+	}
 	m.push(expect{kind: 'Q', q: q})
 	return append(out, msg...), nil
+}
+
+// rewriteQuery runs a rewritten statement in place of a simple Query: as
+// an extended-protocol exchange, so that its values travel as parameters.
+// The client sees the answers of a simple Query.
+func (m *masking) rewriteQuery(out []byte, q Query, rw *Rewrite) []byte {
+	out, _ = (&pgproto3.Parse{Query: rw.SQL}).Encode(out)
+	out, _ = (&pgproto3.Bind{Parameters: textParams(nil, rw.Params)}).Encode(out)
+	out, _ = (&pgproto3.Describe{ObjectType: 'P'}).Encode(out)
+	out, _ = (&pgproto3.Execute{}).Encode(out)
+	out, _ = (&pgproto3.Sync{}).Encode(out)
+	m.push(expect{kind: 'P', synthetic: true})
+	m.push(expect{kind: 'B', synthetic: true})
+	m.push(expect{kind: 'D', what: 'P', synthetic: rw.Tag != "", rw: rw})
+	m.push(expect{kind: 'E', q: q, rw: rw})
+	m.push(expect{kind: 'S'})
+	return out
+}
+
+// textParams appends the values as text-format parameters.
+func textParams(dst [][]byte, values []string) [][]byte {
+	for _, v := range values {
+		dst = append(dst, []byte(v))
+	}
+	return dst
 }
 
 func (m *masking) parse(out, msg []byte) ([]byte, error) {
@@ -87,7 +115,14 @@ func (m *masking) parse(out, msg []byte) ([]byte, error) {
 		return m.appendRejectedExtended(out, err), nil
 	}
 	m.push(expect{kind: 'P', name: p.Name, q: q})
-	out = append(out, msg...)
+	delete(m.rwStmts, p.Name)
+	if rw := q.Rewrite(); rw != nil {
+		m.rwStmts[p.Name] = rw
+		p.Query = rw.SQL
+		out, _ = p.Encode(out)
+	} else {
+		out = append(out, msg...)
+	}
 	// Learn the result's column types even when the client never asks:
 	// rows of a later Execute are masked by type.
 	out, _ = (&pgproto3.Describe{ObjectType: 'S', Name: p.Name}).Encode(out)
@@ -103,7 +138,35 @@ func (m *masking) bind(out, msg []byte) ([]byte, error) {
 	formats := make([]int16, len(b.ResultFormatCodes))
 	copy(formats, b.ResultFormatCodes)
 	m.push(expect{kind: 'B', name: b.DestinationPortal, stmt: b.PreparedStatement, formats: formats})
-	return append(out, msg...), nil
+	rw := m.rwStmts[b.PreparedStatement]
+	m.rwPortals[b.DestinationPortal] = rw
+	if rw == nil {
+		delete(m.rwPortals, b.DestinationPortal)
+		return append(out, msg...), nil
+	}
+	b.ParameterFormatCodes = paramFormats(b.ParameterFormatCodes, len(b.Parameters), len(rw.Params))
+	b.Parameters = textParams(b.Parameters, rw.Params)
+	out, err := b.Encode(out)
+	if err != nil {
+		return out, &protocolError{err}
+	}
+	return out, nil
+}
+
+// paramFormats extends Bind's parameter format codes for extra text
+// parameters after n of the client's.
+func paramFormats(codes []int16, n, extra int) []int16 {
+	switch {
+	case len(codes) == 0 || extra == 0:
+		return codes
+	case len(codes) == 1:
+		all := make([]int16, n, n+extra)
+		for i := range all {
+			all[i] = codes[0]
+		}
+		codes = all
+	}
+	return append(codes, make([]int16, extra)...)
 }
 
 func (m *masking) describeOrClose(out, msg []byte) ([]byte, error) {
@@ -115,7 +178,19 @@ func (m *masking) describeOrClose(out, msg []byte) ([]byte, error) {
 	if err != nil {
 		return out, err
 	}
-	m.push(expect{kind: msg[0], what: body[0], name: name})
+	e := expect{kind: msg[0], what: body[0], name: name}
+	switch {
+	case body[0] == 'S':
+		e.rw = m.rwStmts[name]
+	default:
+		e.rw = m.rwPortals[name]
+	}
+	if msg[0] == 'C' && body[0] == 'S' {
+		delete(m.rwStmts, name)
+	} else if msg[0] == 'C' {
+		delete(m.rwPortals, name)
+	}
+	m.push(e)
 	return append(out, msg...), nil
 }
 
@@ -124,6 +199,6 @@ func (m *masking) execute(out, msg []byte) ([]byte, error) {
 	if err != nil {
 		return out, err
 	}
-	m.push(expect{kind: 'E', name: name})
+	m.push(expect{kind: 'E', name: name, rw: m.rwPortals[name]})
 	return append(out, msg...), nil
 }

@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
+	"strconv"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -60,6 +62,9 @@ func (m *masking) protocolAnswer(out, msg []byte) ([]byte, error) {
 		if e.synthetic {
 			return out, nil
 		}
+		if e.rw != nil {
+			return clientParamDescription(out, msg, e.rw.ClientParams)
+		}
 		return append(out, msg...), nil
 	}
 	done := m.pop()
@@ -116,6 +121,9 @@ func (m *masking) rowDescription(out, msg []byte) ([]byte, error) {
 		m.described(done, fields)
 		if done.synthetic {
 			return out, nil
+		}
+		if done.rw != nil && done.rw.Tag != "" { // the count row is not the client's
+			return append(out, 'n', 0, 0, 0, 4), nil
 		}
 	case 'Q':
 		formats := make([]int16, len(fields))
@@ -192,6 +200,13 @@ func resultFormat(codes []int16, i int) int16 {
 
 // dataRow masks one row of the current result.
 func (m *masking) dataRow(out, msg []byte) ([]byte, error) {
+	if e := m.front(); e != nil && e.kind == 'E' && e.rw != nil {
+		if e.rw.Tag == "" {
+			return append(out, msg...), nil // EXPLAIN of a pgveil command: no data of any row
+		}
+		e.count = countValue(msg)
+		return out, nil
+	}
 	if e := m.front(); e != nil && e.kind == 'E' && m.current.kind != 'E' {
 		if err := m.startExecute(e); err != nil {
 			return out, err
@@ -264,6 +279,10 @@ func (m *masking) commandEnd(out, msg []byte) ([]byte, error) {
 		e.idx++
 	case 'E':
 		done := m.pop()
+		if done.rw != nil && done.rw.Tag != "" && msg[0] == 'C' {
+			m.endResult()
+			return rewrittenTag(out, done), nil
+		}
 		if msg[0] == 'C' {
 			if p := m.portals[done.name]; p != nil && p.stmt != nil {
 				m.policy.Completed(p.stmt.q, 0)
@@ -312,6 +331,9 @@ func (m *masking) scrubFor(e *expect) bool {
 	case 'Q':
 		return e.q != nil && e.idx < e.q.Statements() && m.policy.ScrubErrors(e.q, e.idx)
 	case 'E', 'B':
+		if e.q != nil {
+			return m.policy.ScrubErrors(e.q, 0)
+		}
 		name := e.name
 		if e.kind == 'B' {
 			if p := m.stmts[e.stmt]; p != nil {
@@ -334,4 +356,55 @@ func (m *masking) readyForQuery() {
 		m.pop()
 	}
 	m.endResult()
+}
+
+// clientParamDescription keeps the first n parameter types of a
+// ParameterDescription: the ones the client's own text declared.
+func clientParamDescription(out, msg []byte, n int) ([]byte, error) {
+	var pd pgproto3.ParameterDescription
+	if err := pd.Decode(msg[headerLen:]); err != nil {
+		return out, &protocolError{err}
+	}
+	if len(pd.ParameterOIDs) > n {
+		pd.ParameterOIDs = pd.ParameterOIDs[:n]
+	}
+	return pd.Encode(out)
+}
+
+// countValue returns the text of a one-column count row (text or int8
+// binary format), or nil.
+func countValue(msg []byte) []byte {
+	var d pgproto3.DataRow
+	if d.Decode(msg[headerLen:]) != nil || len(d.Values) != 1 || d.Values[0] == nil {
+		return nil
+	}
+	v := d.Values[0]
+	if len(v) == 8 && (v[0] == 0 || v[0] == 0xff) && !isDigits(v) { // binary int8
+		return strconv.AppendInt(nil, int64(binary.BigEndian.Uint64(v)), 10)
+	}
+	return bytes.Clone(v)
+}
+
+func isDigits(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// rewrittenTag is the CommandComplete of a rewritten statement, after its
+// notice when it has one.
+func rewrittenTag(out []byte, e expect) []byte {
+	if e.rw.Notice != "" {
+		n := pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000", Message: e.rw.Notice}
+		out, _ = n.Encode(out)
+	}
+	count := e.count
+	if count == nil {
+		count = []byte("0")
+	}
+	out, _ = (&pgproto3.CommandComplete{CommandTag: append([]byte(e.rw.Tag+" "), count...)}).Encode(out)
+	return out
 }

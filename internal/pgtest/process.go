@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"syscall"
 	"time"
 )
@@ -19,15 +20,28 @@ type Process struct {
 }
 
 // StartProcess starts cmd and watches for its exit.
+//
+// Linux sends a child's parent-death signal (SysProcAttr.Pdeathsig) when
+// the OS thread that forked it exits, not the process. Go ends threads
+// whose goroutine exits while locked to them (pgveil's event loops do), so
+// the child is forked from a goroutine that keeps its thread locked, and
+// alive, until the child has exited.
 func StartProcess(cmd *exec.Cmd) (*Process, error) {
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
 	p := &Process{cmd: cmd, done: make(chan struct{})}
+	started := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the child
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
