@@ -49,9 +49,12 @@
 // duplicated out of the Go runtime's poller for this. Per transaction the
 // loop makes about two reads, two writes and half an epoll_wait, and the
 // profile is then almost entirely those system calls, as PgBouncer's is.
-// The loop never blocks except in epoll_wait, which is bounded (10 ms) since
-// a raw system call holds its P. When a write would block, reading from that
-// direction's source pauses until the socket drains (backpressure).
+// The loop first polls epoll without waiting, as a raw system call; only
+// when nothing is ready does it block in epoll_wait through the runtime,
+// which hands its P to other goroutines (a raw call that blocks would hold
+// the P and be preempted by sysmon every 10 ms). The loop never blocks
+// anywhere else. When a write would block, reading from that direction's
+// source pauses until the socket drains (backpressure).
 //
 // TLS sessions, and platforms without epoll, keep the goroutine driver: the
 // client->server pump runs on the session goroutine, the server->client pump

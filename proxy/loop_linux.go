@@ -14,10 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// loopWaitMillis bounds each epoll_wait. The wait is a raw system call
-// that holds its P, so it must return now and then for the runtime (a
-// stop-the-world pause also interrupts it with a signal).
-const loopWaitMillis = 10
 
 // A loop relays many sessions on one locked OS thread with its own epoll
 // set, calling read, write and epoll_wait as raw system calls so that the
@@ -100,7 +96,10 @@ func (l *loop) run() {
 	events := make([]unix.EpollEvent, 256)
 	var cmds []func()
 	for !l.quit {
-		n := epollWait(l.epfd, events)
+		n := epollPoll(l.epfd, events)
+		if n == 0 {
+			n = epollBlock(l.epfd, events)
+		}
 		for i := 0; i < n; i++ {
 			fd := int(events[i].Fd)
 			if fd == l.wakeFd {
@@ -121,14 +120,27 @@ func (l *loop) run() {
 	}
 }
 
-// epollWait waits for events without the runtime's syscall bookkeeping.
-func epollWait(epfd int, events []unix.EpollEvent) int {
+// epollPoll collects ready events without waiting and without the
+// runtime's system-call bookkeeping: under load, events are almost always
+// ready, and this keeps the scheduler off the hot path.
+func epollPoll(epfd int, events []unix.EpollEvent) int {
 	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd),
-		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), loopWaitMillis, 0, 0)
+		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
 	if errno != 0 {
-		return 0 // EINTR: a signal, e.g. the runtime's preemption
+		return 0
 	}
 	return int(n)
+}
+
+// epollBlock waits for events through the runtime, which hands the P to
+// other goroutines meanwhile: an idle loop costs nothing and is never
+// preempted. post wakes it through the eventfd.
+func epollBlock(epfd int, events []unix.EpollEvent) int {
+	n, err := unix.EpollWait(epfd, events, -1)
+	if err != nil {
+		return 0 // EINTR
+	}
+	return n
 }
 
 func rawRead(fd int, b []byte) (int, syscall.Errno) {

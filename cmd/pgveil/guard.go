@@ -27,11 +27,18 @@ func (p policy) Analyze(sql string) (proxy.Query, error) {
 	if err != nil {
 		return nil, err
 	}
-	return a, nil
+	return analysis{a}, nil
 }
 
+// analysis adapts masking.Analysis to proxy.Query.
+type analysis struct{ a *masking.Analysis }
+
+func (q analysis) Statements() int { return q.a.Statements() }
+
+func (q analysis) Rewrite() *proxy.Rewrite { return nil }
+
 func (p policy) Result(q proxy.Query, stmt int, fields []pgproto3.FieldDescription, formats []int16) (proxy.Masker, error) {
-	rm, err := p.s.Result(q.(*masking.Analysis), stmt, fields, formats)
+	rm, err := p.s.Result(q.(analysis).a, stmt, fields, formats)
 	if err != nil || rm == nil {
 		return nil, err
 	}
@@ -39,17 +46,17 @@ func (p policy) Result(q proxy.Query, stmt int, fields []pgproto3.FieldDescripti
 }
 
 func (p policy) CopyResult(q proxy.Query, stmt int) (proxy.Masker, error) {
-	cm, err := p.s.CopyResult(q.(*masking.Analysis), stmt)
+	cm, err := p.s.CopyResult(q.(analysis).a, stmt)
 	if err != nil || cm == nil {
 		return nil, err
 	}
 	return copyMasker{cm}, nil
 }
 
-func (p policy) Completed(q proxy.Query, stmt int) { p.s.Completed(q.(*masking.Analysis), stmt) }
+func (p policy) Completed(q proxy.Query, stmt int) { p.s.Completed(q.(analysis).a, stmt) }
 
 func (p policy) ScrubErrors(q proxy.Query, stmt int) bool {
-	return p.s.ScrubErrors(q.(*masking.Analysis), stmt)
+	return p.s.ScrubErrors(q.(analysis).a, stmt)
 }
 
 func (p policy) Close() {}
