@@ -76,12 +76,27 @@ type stmtState struct {
 	reads    []string // PII sources referenced anywhere, sorted
 	origins  map[[2]int64]Origin
 	resolved bool // a relation or function name was resolved
+	// unseen is set by FETCH, MOVE and EXECUTE, which read what a cursor
+	// or prepared statement reads: they report ReadsPII.
+	unseen bool
+	// relations caches the columns of the relations read, views
+	// included, with what reading them reads.
+	relations map[string]relationEntry
+}
+
+type relationEntry struct {
+	it    *item
+	reads lineage
+}
+
+func newStmtState() *stmtState {
+	return &stmtState{origins: map[[2]int64]Origin{}, relations: map[string]relationEntry{}}
 }
 
 func (a *analyzer) topStatement(n *pg.Node) StatementPlan {
-	a.st = &stmtState{origins: map[[2]int64]Origin{}}
+	a.st = newStmtState()
 	sp := a.statement(n)
-	sp.ReadsPII = len(a.st.reads) > 0
+	sp.ReadsPII = len(a.st.reads) > 0 || a.st.unseen
 	sp.Origins = a.st.originList()
 	a.resolved = append(a.resolved, a.st.resolved)
 	return sp

@@ -104,6 +104,13 @@ func (c *testCatalog) views() {
 	c.rel(&Relation{OID: 16550, Schema: "public", Name: "v_gmail", Kind: 'v',
 		ViewSQL: "SELECT id FROM public.customers WHERE email LIKE '%@gmail.com' ORDER BY email",
 		Columns: []Column{tcol("id", 1, oidInt8, nil, "")}})
+	c.rel(&Relation{OID: 16560, Schema: "public", Name: "v_nodef", Kind: 'v',
+		Columns: []Column{tcol("id", 1, oidInt8, nil, ""), tcol("email", 2, oidText, nil, "")}})
+	// A cycle the server cannot have, to exercise the depth limit.
+	c.rel(&Relation{OID: 16570, Schema: "public", Name: "v_cycle_a", Kind: 'v',
+		ViewSQL: "SELECT x FROM public.v_cycle_b", Columns: []Column{tcol("x", 1, oidInt8, nil, "")}})
+	c.rel(&Relation{OID: 16580, Schema: "public", Name: "v_cycle_b", Kind: 'v',
+		ViewSQL: "SELECT x FROM public.v_cycle_a", Columns: []Column{tcol("x", 1, oidInt8, nil, "")}})
 }
 
 func (c *testCatalog) catalogRelations() {
@@ -111,6 +118,12 @@ func (c *testCatalog) catalogRelations() {
 		c.rel(&Relation{OID: uint32(12000 + i), Schema: "pg_catalog", Name: name, Kind: 'v',
 			Columns: []Column{tcol("tablename", 1, oidName, nil, ""), tcol("most_common_vals", 2, oidText, nil, "")}})
 	}
+	c.rel(&Relation{OID: 12100, Schema: "pg_catalog", Name: "pg_stat_activity", Kind: 'v',
+		ViewSQL: "SELECT s.pid, s.usename, s.query FROM pg_stat_get_activity(NULL::integer) s(pid, usename, query)",
+		Columns: []Column{tcol("pid", 1, oidInt4, nil, ""), tcol("usename", 2, oidName, nil, ""), tcol("query", 3, oidText, nil, "")}})
+	c.rel(&Relation{OID: 16610, Schema: "public", Name: "v_stats", Kind: 'v',
+		ViewSQL: "SELECT tablename, most_common_vals FROM pg_catalog.pg_stats",
+		Columns: []Column{tcol("tablename", 1, oidName, nil, ""), tcol("most_common_vals", 2, oidText, nil, "")}})
 	c.rel(&Relation{OID: 1259, Schema: "pg_catalog", Name: "pg_class", Kind: 'r', Columns: []Column{
 		tcol("oid", 1, 26, nil, ""), tcol("relname", 2, oidName, nil, ""), tcol("reltuples", 3, oidFloat4, nil, ""),
 	}})

@@ -155,13 +155,25 @@ func (a *analyzer) aExprOf(e *pg.A_Expr, left, right lineage) lineage {
 	if !l.pii() || a.views > 0 {
 		return l
 	}
-	switch {
+	switch schema := opSchema(e); {
+	case schema != "" && schema != "pg_catalog":
+		a.refusePII("operator "+schema+"."+opName(e), "the operator "+schema+"."+opName(e)+" on it", l,
+			"an operator outside pg_catalog runs its function on the raw value")
 	case e.GetKind() == pg.A_Expr_Kind_AEXPR_NULLIF:
 		a.refuseOn("NULLIF", l, "")
 	case e.GetKind() == pg.A_Expr_Kind_AEXPR_OP && (opName(e) == "/" || opName(e) == "%"):
 		a.refusePII("division", "dividing by or into it", l, "")
 	}
 	return l
+}
+
+// opSchema is the schema of an OPERATOR(schema.op), "" when unqualified.
+func opSchema(e *pg.A_Expr) string {
+	names := stringFields(e.GetName())
+	if len(names) < 2 {
+		return ""
+	}
+	return names[len(names)-2]
 }
 
 // opName is the unqualified operator name of an A_Expr.
@@ -182,7 +194,8 @@ func (a *analyzer) typeCast(tc *pg.TypeCast, sc *scope) lineage {
 	l := derive(a.value(tc.GetArg(), sc))
 	tn := tc.GetTypeName()
 	names := stringFields(tn.GetNames())
-	if len(names) == 0 || len(tn.GetArrayBounds()) > 0 || !textTypes[names[len(names)-1]] {
+	builtin := len(names) == 1 || len(names) == 2 && names[0] == "pg_catalog"
+	if !builtin || len(tn.GetArrayBounds()) > 0 || !textTypes[names[len(names)-1]] {
 		a.mayFail(l, "a cast to "+strings.Join(names, "."))
 	}
 	return l
@@ -311,6 +324,9 @@ func (a *analyzer) comparison(col, other lineage, lookupShape bool, construct st
 // col IN (consts) or col = ANY(const).
 func isLookupShape(e *pg.A_Expr) bool {
 	left, right := e.GetLexpr(), e.GetRexpr()
+	if s := opSchema(e); s != "" && s != "pg_catalog" {
+		return false
+	}
 	switch e.GetKind() {
 	case pg.A_Expr_Kind_AEXPR_OP:
 		return opName(e) == "=" && (isConstant(left) || isConstant(right))
@@ -378,8 +394,7 @@ func (a *analyzer) constraint(c *pg.Constraint, sc *scope) {
 func figureName(n *pg.Node) string {
 	switch x := n.GetNode().(type) {
 	case *pg.Node_ColumnRef:
-		fields := x.ColumnRef.GetFields()
-		if s := fields[len(fields)-1].GetString_(); s != nil {
+		if s := lastNode(x.ColumnRef.GetFields()).GetString_(); s != nil {
 			return s.GetSval()
 		}
 	case *pg.Node_FuncCall:
@@ -394,11 +409,12 @@ func figureName(n *pg.Node) string {
 			return names[len(names)-1]
 		}
 	case *pg.Node_AIndirection:
-		path := x.AIndirection.GetIndirection()
-		if s := path[len(path)-1].GetString_(); s != nil {
+		if s := lastNode(x.AIndirection.GetIndirection()).GetString_(); s != nil {
 			return s.GetSval()
 		}
 		return figureName(x.AIndirection.GetArg())
+	case *pg.Node_JsonFuncExpr:
+		return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(x.JsonFuncExpr.GetOp().String(), "JSON_"), "_OP"))
 	case *pg.Node_CaseExpr:
 		return "case"
 	case *pg.Node_CoalesceExpr:
@@ -451,6 +467,14 @@ func subLinkName(s *pg.SubLink) string {
 		}
 	}
 	return "?column?"
+}
+
+// lastNode returns the last node of a list, nil when it is empty.
+func lastNode(list []*pg.Node) *pg.Node {
+	if len(list) == 0 {
+		return nil
+	}
+	return list[len(list)-1]
 }
 
 // funcName splits a function name into schema and name.

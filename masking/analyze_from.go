@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/pgveil/pgveil/rules"
 )
 
 // from analyses a FROM list into sc. Every entry sees the entries before
@@ -93,8 +95,22 @@ func (a *analyzer) refuseStats(schema, name string) {
 }
 
 // relationItem gives a relation's columns with their lineage: the PII rule
-// of each column, and for a view what its definition computes.
+// of each column, and for a view what its definition computes. A view is
+// analysed once per statement.
 func (a *analyzer) relationItem(rel *Relation) *item {
+	key := rel.Schema + "." + rel.Name
+	e, ok := a.st.relations[key]
+	if ok {
+		a.read(e.reads)
+	} else {
+		e.reads = a.readsDuring(func() { e.it = a.columnsOf(rel) })
+		a.st.relations[key] = e
+	}
+	return e.it.renamed(e.it.alias, nil)
+}
+
+// columnsOf builds the item of a relation.
+func (a *analyzer) columnsOf(rel *Relation) *item {
 	it := &item{alias: rel.Name, schema: rel.Schema}
 	for _, c := range rel.Columns {
 		it.cols = append(it.cols, column{name: c.Name, lin: columnLineage(rel, c)})
@@ -110,7 +126,17 @@ func (a *analyzer) relationItem(rel *Relation) *item {
 	return it
 }
 
+// activityColumns are the columns of the statistics views that show the
+// text of other sessions' queries, literals included: they are masked like
+// PII (redacted) whatever the rules say.
+var activityColumns = map[string]string{"pg_stat_activity": "query", "pg_stat_statements": "query"}
+
+var redactRule = &rules.Column{Mask: rules.Strategy{Kind: rules.Redact}}
+
 func columnLineage(rel *Relation, c Column) lineage {
+	if activityColumns[rel.Name] == c.Name && c.PII == nil && (rel.Name != "pg_stat_activity" || rel.Schema == "pg_catalog") {
+		return piiColumn(rel.Schema+"."+rel.Name+"."+c.Name, redactRule)
+	}
 	if c.PII == nil {
 		return lineage{}
 	}
@@ -311,8 +337,8 @@ func (a *analyzer) isRow(n *pg.Node, sc *scope) bool {
 		return false
 	case *pg.Node_ColumnRef:
 		fields := x.ColumnRef.GetFields()
-		last := fields[len(fields)-1]
-		if last.GetAStar() != nil {
+		last := lastNode(fields)
+		if len(fields) == 0 || last.GetAStar() != nil {
 			return true
 		}
 		if len(fields) == 1 {

@@ -127,6 +127,7 @@ var sqlRunners = map[string]bool{
 	"pg_logical_slot_get_binary_changes": true, "pg_logical_slot_peek_binary_changes": true,
 	"get_raw_page": true, "heap_page_items": true, "heap_page_item_attrs": true,
 	"tuple_data_split": true, "bt_page_items": true, "brin_page_items": true, "gin_leafpage_items": true,
+	"pg_stat_get_activity": true, "pg_stat_statements": true,
 }
 
 func runsOnItsOwn(name string) bool {

@@ -213,10 +213,13 @@ func (a *analyzer) sortKey(n *pg.Node, sc *scope) lineage {
 		out = &item{}
 	}
 	if k, ok := intConst(n); ok {
-		if k >= 1 && int(k) <= len(out.cols) {
+		switch {
+		case out.open:
+			return out.all() // positions after an unknown width are unknown
+		case k >= 1 && int(k) <= len(out.cols):
 			return out.cols[k-1].lin
 		}
-		return out.openLin
+		return lineage{}
 	}
 	l := a.value(n, sc)
 	if name, ok := singleName(n); ok {
@@ -307,13 +310,63 @@ func (a *analyzer) with(w *pg.WithClause, sc *scope) {
 	if sc.ctes == nil {
 		sc.ctes = map[string]*item{}
 	}
-	for _, n := range w.GetCtes() {
-		c := n.GetCommonTableExpr()
-		if c == nil {
+	ctes := make([]*pg.CommonTableExpr, len(w.GetCtes()))
+	for i, n := range w.GetCtes() {
+		if ctes[i] = n.GetCommonTableExpr(); ctes[i] == nil {
 			a.unsupported(n)
 		}
+	}
+	if w.GetRecursive() {
+		ctes = dependencyOrder(ctes)
+	}
+	for _, c := range ctes {
 		sc.ctes[c.GetCtename()] = a.cte(c, sc, w.GetRecursive())
 	}
+}
+
+// dependencyOrder sorts the queries of a WITH RECURSIVE so that each comes
+// after those it names: there, a query may name one defined after it.
+func dependencyOrder(ctes []*pg.CommonTableExpr) []*pg.CommonTableExpr {
+	byName := map[string]*pg.CommonTableExpr{}
+	for _, c := range ctes {
+		byName[c.GetCtename()] = c
+	}
+	var out []*pg.CommonTableExpr
+	state := map[*pg.CommonTableExpr]int{} // 1 visiting, 2 done
+	var visit func(c *pg.CommonTableExpr)
+	visit = func(c *pg.CommonTableExpr) {
+		if state[c] != 0 {
+			return
+		}
+		state[c] = 1
+		for name := range relationNames(c.GetCtequery()) {
+			if d := byName[name]; d != nil && d != c {
+				visit(d)
+			}
+		}
+		state[c] = 2
+		out = append(out, c)
+	}
+	for _, c := range ctes {
+		visit(c)
+	}
+	return out
+}
+
+// relationNames collects the unqualified relation names under n.
+func relationNames(n *pg.Node) map[string]bool {
+	names := map[string]bool{}
+	var walk func(n *pg.Node)
+	walk = func(n *pg.Node) {
+		if rv := n.GetRangeVar(); rv != nil && rv.GetSchemaname() == "" {
+			names[rv.GetRelname()] = true
+		}
+		for _, kid := range children(n) {
+			walk(kid)
+		}
+	}
+	walk(n)
+	return names
 }
 
 // maxRecursion bounds the fixpoint of a recursive WITH query. Lineage only

@@ -89,6 +89,7 @@ func (a *analyzer) sessionStatement(n *pg.Node) (StatementPlan, bool) {
 		return withOutputs(sp, a.query(x.DeclareCursorStmt.GetQuery(), nil)), true
 	case *pg.Node_FetchStmt:
 		tag := "FETCH"
+		a.st.unseen = true
 		if x.FetchStmt.GetIsmove() {
 			tag = "MOVE"
 		}
@@ -104,6 +105,7 @@ func (a *analyzer) sessionStatement(n *pg.Node) (StatementPlan, bool) {
 		return withOutputs(sp, a.preparable(x.PrepareStmt.GetQuery())), true
 	case *pg.Node_ExecuteStmt:
 		a.values(x.ExecuteStmt.GetParams(), newScope(nil))
+		a.st.unseen = true
 		return StatementPlan{Tag: "EXECUTE", Prepared: x.ExecuteStmt.GetName()}, true
 	case *pg.Node_DeallocateStmt:
 		if x.DeallocateStmt.GetIsall() {
@@ -235,6 +237,7 @@ func (a *analyzer) createFunction(s *pg.CreateFunctionStmt) StatementPlan {
 	}
 	a.refuseReads(tag, func() {
 		a.values(s.GetParameters(), newScope(nil))
+		a.values(s.GetOptions(), newScope(nil))
 		if s.GetSqlBody() != nil {
 			a.value(s.GetSqlBody(), newScope(nil))
 			return

@@ -217,6 +217,9 @@ func (a *analyzer) copyStmt(c *pg.CopyStmt) StatementPlan {
 		a.written(out.all(), "COPY TO a file or program")
 		return sp
 	}
+	if out.open && out.holdsPII() {
+		a.refuse("COPY of a masked result whose columns pgveil cannot count", "list the columns")
+	}
 	sp = withOutputs(sp, out)
 	sp.Copy = a.copyFormat(c.GetOptions(), out.holdsPII())
 	return sp

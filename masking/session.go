@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -86,13 +87,17 @@ func (g *Guard) Masked(user string) bool {
 }
 
 // Open starts the policy of a masked session, or returns nil for a role
-// that sees raw data. exec runs a query on the session's own connection.
-func (g *Guard) Open(user, database string, exec func(string) ([][]string, error)) (*Session, error) {
+// that sees raw data. params are the client's startup parameters; exec
+// runs a query on the session's own connection.
+func (g *Guard) Open(user, database string, params map[string]string, exec func(string) ([][]string, error)) (*Session, error) {
 	g.mu.Lock()
 	cfg, gen := g.cfg, g.gen
 	g.mu.Unlock()
 	if cfg.IsUnmasked(user) {
 		return nil, nil
+	}
+	if err := checkStartup(params); err != nil {
+		return nil, err
 	}
 	rows, err := exec("SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_setting('standard_conforming_strings')")
 	if err != nil || len(rows) != 1 || len(rows[0]) != 2 {
@@ -451,4 +456,41 @@ func union(old, new []Output) []Output {
 // ScrubErrors reports whether errors of statement idx may quote PII.
 func (s *Session) ScrubErrors(a *Analysis, idx int) bool {
 	return idx < len(a.plan.Statements) && a.plan.Statements[idx].ReadsPII
+}
+
+// identitySettings are the settings a masked login may not give in its
+// startup options: they would change who it is or what a name means.
+var identitySettings = []string{"role", "session_authorization", "search_path", "standard_conforming_strings", "default_transaction_read_only"}
+
+// checkStartup refuses a masked login's replication connections and
+// startup settings that change its identity or name resolution.
+func checkStartup(params map[string]string) error {
+	if r := params["replication"]; r != "" && r != "false" && r != "off" && r != "no" && r != "0" {
+		return &Rejection{Construct: "a replication connection", Message: "pgveil: masked roles may not open replication connections"}
+	}
+	for key, value := range params {
+		if settingNamed(key, identitySettings) {
+			return &Rejection{Message: fmt.Sprintf("pgveil: masked roles may not set %s at connection start", key)}
+		}
+		if key == "options" {
+			for _, name := range identitySettings {
+				if optionSets(value, name) {
+					return &Rejection{Message: fmt.Sprintf("pgveil: masked roles may not set %s in the startup options", name)}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func settingNamed(key string, names []string) bool {
+	return slices.Contains(names, strings.ToLower(key))
+}
+
+// optionSets reports whether a startup options string (-c name=value or
+// --name=value, possibly with - for _) sets the setting name. It errs on
+// the side of finding it.
+func optionSets(options, name string) bool {
+	o := strings.ToLower(strings.ReplaceAll(options, "-", "_"))
+	return strings.Contains(o, name)
 }

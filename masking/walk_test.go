@@ -61,7 +61,7 @@ func TestEveryNodeTypeClassified(t *testing.T) {
 // driveNode runs one node through the analyser where it belongs.
 func driveNode(n *pg.Node) (err error) {
 	a := &analyzer{cat: newTestCatalog(), opt: Options{MaxViewDepth: 4}}
-	a.st = &stmtState{origins: map[[2]int64]Origin{}}
+	a.st = newStmtState()
 	var plan *Plan
 	defer catchBailout(&plan, &err)
 	sc := newScope(nil)

@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-
 // A loop relays many sessions on one locked OS thread with its own epoll
 // set, calling read, write and epoll_wait as raw system calls so that the
 // Go scheduler stays off the hot path (see doc.go for the measurements).

@@ -47,6 +47,8 @@ func (h maskedServer) handle(out, msg []byte) ([]byte, error) {
 	case 'Z':
 		h.base.s.endQuery()
 		m.readyForQuery()
+	case 'A':
+		return withoutPayload(out, msg)
 	}
 	return append(out, msg...), nil
 }
@@ -407,4 +409,15 @@ func rewrittenTag(out []byte, e expect) []byte {
 	}
 	out, _ = (&pgproto3.CommandComplete{CommandTag: append([]byte(e.rw.Tag+" "), count...)}).Encode(out)
 	return out
+}
+
+// withoutPayload passes a notification with its payload withheld: anyone
+// may notify a channel a masked session listens on, with any value.
+func withoutPayload(out, msg []byte) ([]byte, error) {
+	var n pgproto3.NotificationResponse
+	if err := n.Decode(msg[headerLen:]); err != nil {
+		return out, &protocolError{err}
+	}
+	n.Payload = ""
+	return n.Encode(out)
 }

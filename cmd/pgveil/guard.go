@@ -12,7 +12,7 @@ import (
 type guard struct{ g *masking.Guard }
 
 func (g guard) Open(info proxy.SessionInfo, exec func(string) ([][]string, error)) (proxy.Policy, error) {
-	s, err := g.g.Open(info.User, info.Database, exec)
+	s, err := g.g.Open(info.User, info.Database, info.Params, exec)
 	if err != nil || s == nil {
 		return nil, err
 	}

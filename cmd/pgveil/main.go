@@ -27,6 +27,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run the proxy (the default when no command is given)", runServe},
 		{"demo", "run the proxy in front of a throwaway PostgreSQL to try it", runDemo},
+		{"check", "check the rules against the live database", runCheck},
 	}
 }
 

@@ -44,6 +44,7 @@ INSERT INTO orders VALUES (100, 1, 10.50), (101, 1, 20.00), (102, 2, 5.25), (103
 INSERT INTO events VALUES (1000, 1, '2024-05-01', 'kari.nordmann@example.com');
 CREATE ROLE support LOGIN;
 CREATE ROLE app_admin LOGIN;
+CREATE ROLE support2 LOGIN REPLICATION IN ROLE app_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO support, app_admin;
 GRANT CREATE ON SCHEMA public TO support;
 `

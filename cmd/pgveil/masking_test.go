@@ -340,3 +340,42 @@ func TestReloadReanalysesPreparedStatements(t *testing.T) {
 		t.Fatalf("new query after reload: %q", got)
 	}
 }
+
+func TestMaskedIdentityAtStartup(t *testing.T) {
+	p := startMaskingProxy(t, "")
+	ctx := testCtx(t)
+	for _, extra := range []string{
+		"&options=-c%20role%3Dapp_admin",
+		"&options=--search_path%3Dpg_temp,public",
+		"&replication=database",
+	} {
+		// support2 may do all of these on the server; pgveil refuses them.
+		_, err := pgx.Connect(ctx, p.dsn("support2")+extra)
+		if err == nil || !strings.Contains(err.Error(), "masked roles may not") {
+			t.Errorf("%s: want a refusal, got %v", extra, err)
+		}
+	}
+	// An unmasked role may use them.
+	c, err := pgx.Connect(ctx, p.dsn("app_admin")+"&options=--search_path%3Dpublic")
+	if err != nil {
+		t.Fatalf("unmasked role with startup options: %v", err)
+	}
+	c.Close(ctx)
+}
+
+func TestMaskedNotificationPayloadWithheld(t *testing.T) {
+	p := startMaskingProxy(t, "")
+	ctx := testCtx(t)
+	listener := p.connect(t, "support")
+	if _, err := listener.Exec(ctx, "LISTEN changes"); err != nil {
+		t.Fatal(err)
+	}
+	admin := p.connect(t, "app_admin")
+	if _, err := admin.Exec(ctx, "SELECT pg_notify('changes', email) FROM customers WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := listener.WaitForNotification(ctx)
+	if err != nil || n.Channel != "changes" || n.Payload != "" {
+		t.Fatalf("notification %+v %v", n, err)
+	}
+}

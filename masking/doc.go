@@ -1,0 +1,143 @@
+// Package masking decides what a masked session may run and how its
+// results are masked. For every query text a masked role sends, Analyze
+// parses it with PostgreSQL's own parser (pg_query) and returns either a
+// Plan, which says for each result column whether and how to mask it, or a
+// *Rejection (SQLSTATE 42501) when the text could reveal personal data
+// (PII) in any way other than through masked result columns. The proxy
+// applies the Plan to RowDescription, DataRow and COPY data.
+//
+// # Lineage
+//
+// The analyser follows every value from the columns it reads to the result
+// columns it reaches. The lineage of a value is the set of PII columns it
+// derives from ("public.customers.email"), and whether it is one of them
+// unchanged:
+//
+//   - Plain: the PII column itself, passed through aliases, FROM-clause
+//     column renames, subqueries, WITH queries, views, joins and UNION
+//     branches that are all the same kind of column (same mask strategy).
+//     The proxy masks it with the column's own strategy (Output.Strategy).
+//   - Derived: anything computed from PII (lower(email), email || '@',
+//     casts, CASE, COALESCE, arrays, rows, JSON and XML constructors,
+//     aggregates other than count, window functions, scalar and ARRAY
+//     subqueries, UNION branches of different kinds, values of functions in
+//     FROM). The proxy redacts it whole, in a form valid for its type.
+//   - Exact: derived from no PII (Output.Sources empty); passed unchanged.
+//     count(*), count(col) and count(DISTINCT col) of a plain column,
+//     col IS [NOT] NULL of a plain column, EXISTS (...) and GROUPING() are
+//     exact: they return no part of any value.
+//
+// A whole row (SELECT c FROM customers c, row_to_json(c), to_jsonb(c),
+// c::text, hstore(c), (c).email, the row of a subquery) derives from every
+// PII column of its relation. A view is analysed through its definition
+// (Relation.ViewSQL), recursively up to Options.MaxViewDepth; partitions and
+// inheritance children come from the Catalog with their parent's rules. A
+// function in FROM yields columns that derive from all its arguments; when
+// the analyser cannot count them, StatementPlan.AllColumns stands for every
+// column of the result. RETURNING, DECLARE CURSOR (kept by the session for
+// FETCH), PREPARE (kept for EXECUTE), COPY ... TO STDOUT (with its format)
+// and EXPLAIN (whose plan text derives from everything the statement
+// reads) are analysed the same way. Recursive WITH queries are analysed
+// again until their lineage stops changing.
+//
+// A name the Catalog does not know does not exist: the server will raise
+// the error, so the analyser returns a plan. Unqualified column names are
+// resolved against every query level at once, and an ambiguous name takes
+// the lineage of all its candidates, so the analyser never sees less than
+// the server reads.
+//
+// # What is rejected, and why
+//
+// Masking a result column hides the value in that column only. Everything
+// else a query does with a PII value can show it too, so for masked roles:
+//
+//   - Oracles. Any use of a PII-derived value that decides which rows come
+//     back, in which order, or which branch is taken: WHERE, JOIN ... ON and
+//     USING, HAVING, FILTER, ORDER BY (and in aggregates and windows),
+//     DISTINCT ON, LIMIT and OFFSET, window frames, CASE conditions,
+//     NULLIF, GREATEST and LEAST, INTERSECT and EXCEPT, XMLTABLE and
+//     JSON_TABLE row patterns, and set-returning functions whose number of
+//     rows follows the value. Two exceptions: IS [NOT] NULL of a column, and
+//     for a column declared lookup, = / IN / = ANY against constants or
+//     parameters (the row comes back masked). Division, modulo and casts to
+//     types other than text fail for some values: an error tells them
+//     apart, so they are refused on PII too.
+//   - Grouping. GROUP BY, DISTINCT, PARTITION BY and UNION compare values.
+//     On a plain column they are allowed when the query orders its rows by
+//     non-PII expressions (else the rows come back sorted by the hidden
+//     values); on a computed value (lower(email), a UNION of a column and a
+//     constant) they are refused, as is count(DISTINCT) of one.
+//   - Writes. A PII-derived value may not be written anywhere: INSERT,
+//     UPDATE ... SET, MERGE, ON CONFLICT DO UPDATE, CREATE TABLE AS, SELECT
+//     INTO, COPY TO a file or program; nor stored as a query: CREATE VIEW,
+//     CREATE MATERIALIZED VIEW, CREATE FUNCTION, CREATE POLICY, index and
+//     constraint expressions that read PII. A FOREIGN KEY to a PII column is
+//     refused (each write would test whether a value exists).
+//   - Side channels. Functions that keep, send or time what they are given
+//     (set_config, pg_notify, advisory locks, nextval/setval, large
+//     objects, pg_sleep...) may not receive a PII-derived value.
+//   - Code that runs on its own. Functions that run SQL given as text or
+//     read whole tables or files (query_to_xml and the other *_to_xml
+//     functions, dblink, ts_stat, pg_read_file...), any function outside
+//     pg_catalog that the rules do not allow (its body sees raw values),
+//     DO, CALL of a procedure not allowed, triggers, rules, casts,
+//     operators, aggregates, languages, extensions, foreign servers and
+//     tables, publications and subscriptions, LOAD, ALTER SYSTEM. The
+//     statistics catalogs (pg_stats, pg_statistic, pg_stats_ext,
+//     pg_stats_ext_exprs) hold sampled values and are refused. Renaming,
+//     moving or altering a relation that holds PII is refused: the rules
+//     name it.
+//   - Identity. SET ROLE, SET SESSION AUTHORIZATION, SET search_path (and
+//     LOCAL, RESET, RESET ALL, ALTER ROLE/DATABASE ... SET of them) and
+//     set_config of these or of a setting name that is not a constant: the
+//     session must stay the role it logged in as, resolving names the way
+//     the Catalog does.
+//
+// Inside a view definition only lineage is computed: the definition is its
+// owner's choice, and masked roles cannot create views that read PII.
+//
+// The walker knows every node type of pg_query's parse tree
+// (walk_gen.go, generated, and the classes in walk.go). A node type it does
+// not handle, or one the raw parser never produces, is a rejection, never a
+// silent pass. A text with several statements is rejected as a whole when
+// any of them is; so is a text where a statement that changes the catalog
+// is followed by another that resolves names. Rejection messages name the
+// construct and the column, never a literal of the query.
+//
+// # Contract with the proxy
+//
+// A Plan depends on the shape of the text and the catalog, not on literal
+// values, and holds none: the proxy caches it under CacheKey, which keeps
+// the literals the analysis reads (ORDER BY positions, COPY options,
+// set_config's setting, function bodies). Outputs line up with the columns
+// of RowDescription. The proxy also checks each column's table OID and
+// attribute number against StatementPlan.Origins and masks a column whose
+// origin is PII even when its Output is exact, and redacts every column
+// when the column count differs from the plan. A derived output must be
+// masked to a constant of its type that does not depend on the value,
+// including whether it is NULL (substring(email from '^k') is NULL exactly
+// when the pattern does not match). ReadsPII tells the proxy to scrub the
+// errors of a statement. FETCH, MOVE and EXECUTE report ReadsPII because
+// their rows come from a cursor or statement the session keeps; the session
+// must keep the Outputs (or AllColumns) of each DECLARE and PREPARE.
+// ChangesCatalog tells it to drop cached catalog entries.
+//
+// # Known limits
+//
+//   - Errors are a one-bit channel. Division, modulo and non-text casts of
+//     PII are refused, but other computations can fail for some values
+//     (arithmetic overflow, substr with a negative length, invalid regular
+//     expressions built from a value); the proxy scrubs error texts, not
+//     the fact that an error happened.
+//   - Ties. ORDER BY on non-PII expressions that tie can leave rows grouped
+//     by a PII column in the order of the hidden values; order by a key.
+//   - Operators are resolved by the server. A user-defined operator over a
+//     PII column runs its function on raw values; masked roles cannot
+//     create operators, but existing ones are not checked.
+//   - Allowed functions are trusted: their results are treated as derived
+//     from their arguments only.
+//   - Lookup columns reveal whether a guessed value exists, by design, and
+//     writes to PII tables by masked roles can probe unique constraints.
+//   - The analysis is as fresh as the Catalog: after DDL the session must
+//     drop its cached entries (ChangesCatalog).
+package masking
