@@ -203,7 +203,7 @@ func (s *session) relayOnLoop(l *loop) bool {
 	ls := &loopSession{s: s, l: l, cfd: cfd, sfd: sfd, done: make(chan struct{}),
 		c2s: direction{p: s.fromClient}, s2c: direction{p: s.fromServer},
 		clientH: clientHandler{s}, serverH: &serverHandler{s: s}}
-	s.onLoop = ls
+	s.onLoop.Store(ls)
 	l.post(ls.register)
 	<-ls.done
 	return true

@@ -29,7 +29,7 @@ type session struct {
 	fromServer *pump
 	// onLoop is set while an event loop relays the session; its sockets
 	// then belong to the loop.
-	onLoop *loopSession
+	onLoop atomic.Pointer[loopSession]
 
 	user, database string
 	params         map[string]string
@@ -184,7 +184,7 @@ func (s *session) endWith(err error) {
 // the relay starts and on goroutines it writes at once; on an event loop it
 // is queued there.
 func (s *session) writeClient(b []byte) error {
-	if ls := s.onLoop; ls != nil {
+	if ls := s.onLoop.Load(); ls != nil {
 		ls.l.post(func() { ls.writeClientNow(b) })
 		return nil
 	}
@@ -197,7 +197,7 @@ func (s *session) writeClient(b []byte) error {
 func (s *session) close() {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
-		if ls := s.onLoop; ls != nil {
+		if ls := s.onLoop.Load(); ls != nil {
 			ls.l.post(ls.closeNow)
 		}
 		s.client.Close()
@@ -222,7 +222,7 @@ func (s *session) shutdown() {
 // terminate ends a session from the proxy's side, telling the client why.
 func (s *session) terminate() {
 	msg := fatalMessage(codeAdminShutdown, "terminating connection because pgveil is shutting down")
-	if ls := s.onLoop; ls != nil {
+	if ls := s.onLoop.Load(); ls != nil {
 		ls.l.post(func() { ls.terminate(msg) })
 		return
 	}

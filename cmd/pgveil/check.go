@@ -46,7 +46,8 @@ Connection: --dsn when given, else admin_dsn from the file, else the libpq
 environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE,
 PGSERVICE, ~/.pgpass) with the file's upstream as the host (and port, unless
 PGPORT is set) when PGHOST is unset. The pseudonym strategy needs
-PGVEIL_PSEUDONYM_KEY, checked in this environment: run check where the proxy runs.
+PGVEIL_PSEUDONYM_KEY, which is looked up in this command's environment: run
+check where the proxy runs.
 
 Exit status: 0 when the rules fit the database (warnings allowed), 1 when
 there are errors or the database cannot be reached, 2 on a usage error.

@@ -45,6 +45,7 @@ INSERT INTO events VALUES (1000, 1, '2024-05-01', 'kari.nordmann@example.com');
 CREATE ROLE support LOGIN;
 CREATE ROLE app_admin LOGIN;
 CREATE ROLE support2 LOGIN REPLICATION IN ROLE app_admin;
+CREATE ROLE dpo LOGIN;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO support, app_admin;
 GRANT CREATE ON SCHEMA public TO support;
 `
@@ -75,7 +76,6 @@ tables:
     columns:
       comment: {mask: redact, anonymize: "text:This comment has been anonymised based on customer request"}
   public.events:
-    key: id
     columns:
       email: {mask: email}
 `
