@@ -125,11 +125,11 @@ func (c *dbCatalog) readColumns(ctx context.Context, rel *Relation) error {
 	return rows.Err()
 }
 
-// applyRules marks the PII columns of rel: its own rules, or those of the
-// nearest protected ancestor (partitions and inheritance children carry
-// their parent's protection). A declared column the relation lacks (renamed
-// or dropped) fails closed: the relation cannot be used until the rules
-// are fixed.
+// applyRules marks the PII columns of rel: by its own rules and those of
+// every ancestor (partitions and inheritance children carry their parents'
+// protection), the nearest declaration of a column winning. A declared
+// column the relation lacks (renamed or dropped) fails closed: the relation
+// cannot be used until the rules are fixed.
 func (c *dbCatalog) applyRules(rel *Relation, ancestors []string) error {
 	for _, name := range append([]string{rel.Schema + "." + rel.Name}, ancestors...) {
 		t := c.rules.Tables[name]
@@ -142,10 +142,11 @@ func (c *dbCatalog) applyRules(rel *Relation, ancestors []string) error {
 				return fmt.Errorf("pgveil: the rules protect %s.%s, but %s.%s has no such column; fix the rules (pgveil check)",
 					name, colName, rel.Schema, rel.Name)
 			}
-			rel.Columns[i].PII = rule
-			rel.Columns[i].Source = name + "." + colName
+			if rel.Columns[i].PII == nil {
+				rel.Columns[i].PII = rule
+				rel.Columns[i].Source = name + "." + colName
+			}
 		}
-		return nil
 	}
 	return nil
 }
