@@ -104,6 +104,10 @@ func (c *testCatalog) views() {
 	c.rel(&Relation{OID: 16550, Schema: "public", Name: "v_gmail", Kind: 'v',
 		ViewSQL: "SELECT id FROM public.customers WHERE email LIKE '%@gmail.com' ORDER BY email",
 		Columns: []Column{tcol("id", 1, oidInt8, nil, "")}})
+	// A definition that no longer matches the catalog's column list.
+	c.rel(&Relation{OID: 16590, Schema: "public", Name: "v_mismatch", Kind: 'v',
+		ViewSQL: "SELECT id, country, phone FROM public.customers",
+		Columns: []Column{tcol("id", 1, oidInt8, nil, ""), tcol("country", 2, oidText, nil, "")}})
 	c.rel(&Relation{OID: 16560, Schema: "public", Name: "v_nodef", Kind: 'v',
 		Columns: []Column{tcol("id", 1, oidInt8, nil, ""), tcol("email", 2, oidText, nil, "")}})
 	// A cycle the server cannot have, to exercise the depth limit.

@@ -233,7 +233,7 @@ func (a *analyzer) createFunction(s *pg.CreateFunctionStmt) StatementPlan {
 		lang = "sql"
 	}
 	if lang != "sql" {
-		a.refuse(tag+" in language "+lang, "pgveil cannot see what its body reads")
+		a.refuse(tag+" in "+languageName(lang), "pgveil cannot see what its body reads")
 	}
 	a.refuseReads(tag, func() {
 		a.values(s.GetParameters(), newScope(nil))
@@ -245,6 +245,18 @@ func (a *analyzer) createFunction(s *pg.CreateFunctionStmt) StatementPlan {
 		a.functionBody(tag, body)
 	})
 	return StatementPlan{Tag: tag, ChangesCatalog: true}
+}
+
+// knownLanguages may be named in messages; another name could be a
+// literal of the query (LANGUAGE 'x').
+var knownLanguages = map[string]bool{"plpgsql": true, "c": true, "internal": true, "plperl": true,
+	"plperlu": true, "plpython3u": true, "pltcl": true, "pltclu": true, "plv8": true}
+
+func languageName(lang string) string {
+	if knownLanguages[lang] {
+		return "language " + lang
+	}
+	return "a language other than sql"
 }
 
 // functionOptions reads LANGUAGE and AS from CREATE FUNCTION options.

@@ -242,7 +242,7 @@ func (r *RowMasker) maskTextField(dst, raw []byte, delim byte, nullStr string, m
 	var value []byte
 	if string(raw) != nullStr {
 		r.decoded = decodeTextField(r.decoded[:0], raw)
-		value = r.decoded
+		value = nonNil(r.decoded)
 	}
 	out, null := m.Mask(r.maskOut[:0], value)
 	r.maskOut = out
@@ -441,7 +441,7 @@ func (r *RowMasker) maskCSVField(dst, raw []byte, quoted bool, s csvSyntax, sing
 	var value []byte
 	if quoted || string(raw) != s.null {
 		r.decoded = decodeCSVField(r.decoded[:0], raw, s)
-		value = r.decoded
+		value = nonNil(r.decoded)
 	}
 	out, null := m.Mask(r.maskOut[:0], value)
 	r.maskOut = out
@@ -496,4 +496,12 @@ func csvNeedsQuotes(v []byte, s csvSyntax, single bool) bool {
 		}
 	}
 	return false
+}
+
+// nonNil keeps an empty value apart from NULL (nil).
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
 }

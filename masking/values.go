@@ -60,6 +60,10 @@ type ValueMasker struct {
 	last  int    // partial: characters kept at the end
 	lit   string // opConst: the bytes written
 	key   []byte // pseudonym: the HMAC key, at most one SHA-256 block long
+	// nullToo makes NULL mask like any value. A computed output must not
+	// show whether it is NULL: substring(email from '^k') is NULL exactly
+	// when the email does not start with k.
+	nullToo bool
 }
 
 // NewValueMasker builds the masker for an output column of the given type
@@ -75,7 +79,9 @@ func NewValueMasker(o Output, typeOID uint32, format int16, key []byte) ValueMas
 	class := valueClassOf(typeOID)
 	binary := format == 1
 	if !o.Plain {
-		return redactMasker(class, binary)
+		m := redactMasker(class, binary)
+		m.nullToo = true
+		return m
 	}
 	return strategyMasker(o.Strategy, class, binary, key)
 }
@@ -169,7 +175,7 @@ func generalizeMasker(class typeClass, binary, month bool) ValueMasker {
 // to grow dst. The pseudonym strategy uses dst's spare capacity as scratch,
 // so value must not overlap it.
 func (m ValueMasker) Mask(dst, value []byte) (out []byte, null bool) {
-	if value == nil {
+	if value == nil && !m.nullToo {
 		return dst, true
 	}
 	ok := true

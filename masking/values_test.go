@@ -457,3 +457,27 @@ func BenchmarkMaskPseudonym(b *testing.B) {
 		dst, _ = m.Mask(dst[:0], value)
 	}
 }
+
+// A computed output must not tell NULL from a value: it masks both alike.
+func TestComputedOutputHidesNull(t *testing.T) {
+	computed := Output{Sources: []string{"public.customers.email"}}
+	for _, tc := range []struct {
+		oid  uint32
+		want string // "" means NULL
+	}{{25, "***"}, {1043, "***"}, {23, ""}, {1082, ""}} {
+		m := NewValueMasker(computed, tc.oid, 0, nil)
+		a, aNull := m.Mask(nil, nil)
+		b, bNull := m.Mask(nil, []byte("k"))
+		if aNull != bNull || string(a) != string(b) {
+			t.Fatalf("type %d: NULL gives %q/%v, a value gives %q/%v", tc.oid, a, aNull, b, bNull)
+		}
+		if got := string(b); (tc.want == "") != bNull || got != tc.want {
+			t.Fatalf("type %d: got %q null=%v, want %q", tc.oid, got, bNull, tc.want)
+		}
+	}
+	// A plain column keeps NULL: IS NULL on it is allowed anyway.
+	plain := Output{Sources: []string{"public.customers.email"}, Plain: true, Strategy: rules.Strategy{Kind: rules.Redact}}
+	if _, null := NewValueMasker(plain, 25, 0, nil).Mask(nil, nil); !null {
+		t.Fatal("a plain NULL was masked to a value")
+	}
+}
