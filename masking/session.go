@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
-	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -33,10 +33,10 @@ type Guard struct {
 
 	mu     sync.Mutex
 	cfg    *rules.Config
-	gen    uint64                   // bumped on every reload: cached plans of older rules are not reused
-	dbs    map[string]*dbCatalog    // for the current rules
-	pools  map[string]*pgxpool.Pool // by database, kept across reloads
-	plans  *lru.Cache[string, cachedPlan]
+	gen    uint64                             // bumped on every reload: cached plans of older rules are not reused
+	dbs    map[string]*dbCatalog              // for the current rules
+	pools  map[string]*pgxpool.Pool           // by database, kept across reloads
+	plans  *expirable.LRU[string, cachedPlan] // as fresh as the catalog they read
 	hits   atomic.Uint64
 	misses atomic.Uint64
 }
@@ -50,7 +50,7 @@ type cachedPlan struct {
 // NewGuard creates a guard for cfg. The pseudonym key is read from the
 // environment variable PGVEIL_PSEUDONYM_KEY.
 func NewGuard(cfg *rules.Config, log *slog.Logger) *Guard {
-	plans, _ := lru.New[string, cachedPlan](planCacheSize)
+	plans := expirable.NewLRU[string, cachedPlan](planCacheSize, nil, catalogTTL)
 	return &Guard{log: log, cfg: cfg, dbs: map[string]*dbCatalog{}, pools: map[string]*pgxpool.Pool{}, plans: plans,
 		key: []byte(os.Getenv("PGVEIL_PSEUDONYM_KEY"))}
 }
