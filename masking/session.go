@@ -170,6 +170,7 @@ func (g *Guard) connect(cfg *rules.Config, database string) (*pgxpool.Pool, erro
 // Session is the masking policy of one masked session. Its methods are
 // called one at a time (see proxy.Policy).
 type Session struct {
+	mu       sync.Mutex // guards cat and gen (and cfg, db) for Warm
 	g        *Guard
 	cfg      *rules.Config
 	gen      uint64
@@ -213,36 +214,71 @@ func (a *Analysis) Statements() int { return len(a.plan.Statements) }
 // Analyze analyses a query text, from the cache when the same text (up to
 // its literals) was analysed under the same rules, database and path.
 func (s *Session) Analyze(sql string) (*Analysis, error) {
-	if err := s.refresh(); err != nil {
-		return nil, err
-	}
-	s.keyBuf = append(s.keyBuf[:0], s.database...)
-	s.keyBuf = append(s.keyBuf, 0)
-	s.keyBuf = append(s.keyBuf, s.user...) // rejection messages name the role
-	s.keyBuf = append(s.keyBuf, 0)
-	s.keyBuf = append(s.keyBuf, s.pathKey...)
-	s.keyBuf = append(s.keyBuf, 0)
-	s.keyBuf = strconv.AppendUint(s.keyBuf, s.gen, 10)
-	s.keyBuf = append(s.keyBuf, 0)
-	s.keyBuf = CacheKey(s.keyBuf, sql)
-	// The lookup borrows keyBuf's bytes; Get keeps nothing of its key.
-	if c, ok := s.g.plans.Get(unsafe.String(unsafe.SliceData(s.keyBuf), len(s.keyBuf))); ok {
-		s.g.hits.Add(1)
-		if c.err != nil {
-			return nil, c.err
-		}
-		return &Analysis{c.plan, sql, s.gen}, nil
+	a, err, ok := s.Cached(sql)
+	if ok {
+		return a, err
 	}
 	s.g.misses.Add(1)
-	plan, err := Analyze(sql, s.cat, Options{Role: s.user})
+	s.mu.Lock()
+	cat, gen := s.cat, s.gen
+	s.mu.Unlock()
+	return s.analyzeInto(string(s.keyBuf), cat, gen, sql)
+}
+
+// Cached returns the cached analysis of sql; ok is false on a miss.
+func (s *Session) Cached(sql string) (a *Analysis, err error, ok bool) {
+	if err := s.refresh(); err != nil {
+		return nil, err, true
+	}
+	s.keyBuf = s.appendKey(s.keyBuf[:0], s.gen, sql)
+	// The lookup borrows keyBuf's bytes; Get keeps nothing of its key.
+	c, ok := s.g.plans.Get(unsafe.String(unsafe.SliceData(s.keyBuf), len(s.keyBuf)))
+	if !ok {
+		return nil, nil, false
+	}
+	s.g.hits.Add(1)
+	if c.err != nil {
+		return nil, c.err, true
+	}
+	return &Analysis{c.plan, sql, s.gen}, nil, true
+}
+
+// Warm analyses sql into the cache. It may run on another goroutine than
+// the session's other methods.
+func (s *Session) Warm(sql string) {
+	s.mu.Lock()
+	cat, gen := s.cat, s.gen
+	s.mu.Unlock()
+	s.g.misses.Add(1)
+	s.analyzeInto(string(s.appendKey(nil, gen, sql)), cat, gen, sql)
+}
+
+// appendKey appends the plan cache key of sql: what the analysis depends
+// on besides the text, then the text without its literals.
+func (s *Session) appendKey(dst []byte, gen uint64, sql string) []byte {
+	dst = append(dst, s.database...)
+	dst = append(dst, 0)
+	dst = append(dst, s.user...) // rejection messages name the role
+	dst = append(dst, 0)
+	dst = append(dst, s.pathKey...)
+	dst = append(dst, 0)
+	dst = strconv.AppendUint(dst, gen, 10)
+	dst = append(dst, 0)
+	return CacheKey(dst, sql)
+}
+
+// analyzeInto analyses sql and caches the plan or rejection under key.
+// Other errors (a catalog read that failed) are not cached.
+func (s *Session) analyzeInto(key string, cat Catalog, gen uint64, sql string) (*Analysis, error) {
+	plan, err := Analyze(sql, cat, Options{Role: s.user})
 	var rej *Rejection
 	if err == nil || errors.As(err, &rej) {
-		s.g.plans.Add(string(s.keyBuf), cachedPlan{plan, err})
+		s.g.plans.Add(key, cachedPlan{plan, err})
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &Analysis{plan, sql, s.gen}, nil
+	return &Analysis{plan, sql, gen}, nil
 }
 
 // refresh moves the session to the guard's current rules after a reload.
@@ -257,6 +293,8 @@ func (s *Session) refresh() error {
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.cfg, s.gen, s.db = cfg, gen, db
 	s.cat = &sessionCatalog{db: db, path: s.path}
 	return nil

@@ -13,6 +13,11 @@ type Guard interface {
 	// is not masked. An error refuses the session: the client gets it as a
 	// FATAL error (SQLSTATE 42501 unless the error has a Code method).
 	Open(info SessionInfo, exec func(sql string) ([][]string, error)) (Policy, error)
+	// Screen is called with the text of every Query and Parse of a session
+	// Open returned no Policy for. It must be cheap (no parsing): it runs on
+	// the hot path. sql is borrowed for the call. An error refuses the
+	// message with SQLSTATE 42501 and the error's text.
+	Screen(user string, sql []byte) error
 }
 
 // SessionInfo describes a session whose login the server accepted.
@@ -36,6 +41,14 @@ type Policy interface {
 	// ErrorResponse with the error's text, its Code() (default 42501) and
 	// its Hint() when it has those methods.
 	Analyze(sql string) (Query, error)
+	// Cached is Analyze for an event loop, which must not block: ok is
+	// false when the analysis needs work that may block (parsing, catalog
+	// reads). The proxy then calls Warm on another goroutine, and Cached
+	// again once it returns.
+	Cached(sql string) (q Query, err error, ok bool)
+	// Warm does the blocking part of analysing sql, so that Cached finds
+	// it. Unlike the other methods, it runs concurrently with them.
+	Warm(sql string)
 	// Result returns the masker for the rows of statement stmt of q, given
 	// the RowDescription fields and the format of each column as the client
 	// will receive them. A nil Masker means the rows pass unchanged.

@@ -47,8 +47,9 @@ type loopSession struct {
 	c2s, s2c       direction
 	done           chan struct{}
 	closed         bool
-	clientH        clientHandler
-	serverH        *serverHandler
+	paused         bool // waiting for blocking work (wouldBlock): the client is not read
+	clientH        handler
+	serverH        handler
 }
 
 // direction is one way of a loop session: a pump plus the part of its
@@ -203,6 +204,10 @@ func (s *session) relayOnLoop(l *loop) bool {
 	ls := &loopSession{s: s, l: l, cfd: cfd, sfd: sfd, done: make(chan struct{}),
 		c2s: direction{p: s.fromClient}, s2c: direction{p: s.fromServer},
 		clientH: clientHandler{s}, serverH: &serverHandler{s: s}}
+	if m := s.masking; m != nil {
+		m.nonBlocking = true
+		ls.clientH, ls.serverH = maskedClient{m}, maskedServer{m, &serverHandler{s: s}}
+	}
 	s.onLoop.Store(ls)
 	l.post(ls.register)
 	<-ls.done
@@ -238,8 +243,20 @@ func (ls *loopSession) pumpBuffered(d *direction, h handler, dst int) {
 	if ls.closed || d.p.r == d.p.w {
 		return
 	}
+	ls.relay(d, h, dst)
+}
+
+// relay handles the complete messages d's pump holds and writes the result
+// to dst. A message that needs blocking work pauses the session.
+func (ls *loopSession) relay(d *direction, h handler, dst int) {
 	need, err := d.p.process(h)
-	if err != nil {
+	var wb *wouldBlock
+	switch {
+	case errors.As(err, &wb):
+		ls.flush(d, dst) // what came before it goes out
+		ls.pause(wb)
+		return
+	case err != nil:
 		ls.end(d == &ls.c2s, err)
 		return
 	}
@@ -247,10 +264,31 @@ func (ls *loopSession) pumpBuffered(d *direction, h handler, dst int) {
 	ls.flush(d, dst)
 }
 
+// pause stops reading the client while wb's work runs on a goroutine, then
+// handles the waiting message again on the loop. The server side goes on.
+func (ls *loopSession) pause(wb *wouldBlock) {
+	ls.paused = true
+	ls.interest(ls.client, unix.EPOLLIN|unix.EPOLLRDHUP, false)
+	go func() {
+		wb.warm()
+		ls.l.post(ls.resume)
+	}()
+}
+
+func (ls *loopSession) resume() {
+	if ls.closed {
+		return
+	}
+	ls.paused = false
+	ls.s.masking.mayBlockOnce = true // now cached, unless it cannot be
+	ls.interest(ls.client, unix.EPOLLIN|unix.EPOLLRDHUP, !ls.c2s.blocked)
+	ls.pumpBuffered(&ls.c2s, ls.clientH, ls.sfd)
+}
+
 // onEvent handles readiness of one of the session's descriptors.
 func (ls *loopSession) onEvent(e *endpoint, ev uint32) {
 	in, out, src, dst := &ls.c2s, &ls.s2c, ls.cfd, ls.sfd
-	inH := handler(ls.clientH)
+	inH := ls.clientH
 	if !e.isClient {
 		in, out, src, dst = &ls.s2c, &ls.c2s, ls.sfd, ls.cfd
 		inH = ls.serverH
@@ -258,7 +296,7 @@ func (ls *loopSession) onEvent(e *endpoint, ev uint32) {
 	if ev&unix.EPOLLOUT != 0 {
 		ls.flush(out, src)
 	}
-	if !ls.closed && !in.blocked && ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+	if !ls.closed && !in.blocked && !(ls.paused && e.isClient) && ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		ls.read(in, inH, src, dst)
 	}
 }
@@ -282,13 +320,7 @@ func (ls *loopSession) read(d *direction, h handler, src, dst int) {
 	if p.bytes != nil {
 		p.bytes.Add(float64(n))
 	}
-	need, err := p.process(h)
-	if err != nil {
-		ls.end(d == &ls.c2s, err)
-		return
-	}
-	p.makeRoom(need)
-	ls.flush(d, dst)
+	ls.relay(d, h, dst)
 }
 
 // flush writes d's pending output to dst. When the socket is full it
@@ -315,7 +347,7 @@ func (ls *loopSession) flush(d *direction, dst int) {
 	}
 	if d.blocked {
 		ls.setBlocked(d, false)
-		h := handler(ls.clientH)
+		h := ls.clientH
 		if d == &ls.s2c {
 			h = ls.serverH
 		}
@@ -330,7 +362,7 @@ func (ls *loopSession) setBlocked(d *direction, blocked bool) {
 	if d == &ls.s2c {
 		srcEnd, dstEnd = ls.server, ls.client
 	}
-	ls.interest(srcEnd, unix.EPOLLIN|unix.EPOLLRDHUP, !blocked)
+	ls.interest(srcEnd, unix.EPOLLIN|unix.EPOLLRDHUP, !blocked && !(ls.paused && srcEnd == ls.client))
 	ls.interest(dstEnd, unix.EPOLLOUT, blocked)
 }
 

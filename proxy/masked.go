@@ -66,6 +66,13 @@ type masking struct {
 	rwStmts   map[string]*Rewrite
 	rwPortals map[string]*Rewrite
 
+	// nonBlocking is set while an event loop relays the session: analyses
+	// must then come from the policy's cache (see wouldBlock).
+	nonBlocking bool
+	// mayBlockOnce lets the next analysis block: Warm did not make it
+	// cacheable (it failed in a way not worth caching).
+	mayBlockOnce bool
+
 	masker  Masker // for the result being streamed, nil when exact
 	scrub   bool   // errors of the running statement are scrubbed
 	inCopy  bool
@@ -151,4 +158,26 @@ func (m *masking) appendRejectedExtended(out []byte, err error) []byte {
 	m.push(expect{kind: 'B', synthetic: true})
 	m.push(expect{kind: 'E', reject: err})
 	return out
+}
+
+// wouldBlock is returned by a handler on an event loop when a message needs
+// blocking work first. The message stays unconsumed; the loop pauses the
+// session, runs warm on a goroutine, and handles the message again.
+type wouldBlock struct{ warm func() }
+
+func (*wouldBlock) Error() string { return "pgveil: analysis needs blocking work" }
+
+// analyze returns the policy's analysis of sql, without blocking on an
+// event loop.
+func (m *masking) analyze(sql string) (Query, error) {
+	if !m.nonBlocking || m.mayBlockOnce {
+		m.mayBlockOnce = false
+		return m.policy.Analyze(sql)
+	}
+	q, err, ok := m.policy.Cached(sql)
+	if !ok {
+		p := m.policy
+		return nil, &wouldBlock{warm: func() { p.Warm(sql) }}
+	}
+	return q, err
 }

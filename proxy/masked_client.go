@@ -22,7 +22,7 @@ func (maskedClient) whole(typ byte) bool {
 
 func (h maskedClient) handle(out, msg []byte) ([]byte, error) {
 	m := h.m
-	if msg[0] == 'Q' || msg[0] == 'S' {
+	if msg[0] == 'S' {
 		m.s.startQuery()
 	}
 	m.mu.Lock()
@@ -66,7 +66,12 @@ func (m *masking) query(out, msg []byte) ([]byte, error) {
 	if err != nil {
 		return out, err
 	}
-	q, err := m.policy.Analyze(sql)
+	q, err := m.analyze(sql)
+	var wb *wouldBlock
+	if errors.As(err, &wb) {
+		return out, err
+	}
+	m.s.startQuery()
 	if err != nil {
 		m.s.rejected(err)
 		m.push(expect{kind: 'Q', reject: err})
@@ -109,7 +114,11 @@ func (m *masking) parse(out, msg []byte) ([]byte, error) {
 	if err := p.Decode(msg[headerLen:]); err != nil {
 		return out, &protocolError{fmt.Errorf("malformed Parse: %w", err)}
 	}
-	q, err := m.policy.Analyze(p.Query)
+	q, err := m.analyze(p.Query)
+	var wb *wouldBlock
+	if errors.As(err, &wb) {
+		return out, err
+	}
 	if err != nil {
 		m.s.rejected(err)
 		return m.appendRejectedExtended(out, err), nil

@@ -1,13 +1,17 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // session is one client connection and its upstream connection.
@@ -106,10 +110,8 @@ func (s *session) relay() {
 	s.fromClient.bytes = s.srv.metrics.BytesFromClients
 	s.fromServer.bytes = s.srv.metrics.BytesFromServers
 	s.idle.Store(true)
-	if s.masking == nil {
-		if l := s.srv.loops.pick(); l != nil && s.relayOnLoop(l) {
-			return
-		}
+	if l := s.srv.loops.pick(); l != nil && s.relayOnLoop(l) {
+		return
 	}
 	var fromClient, fromServer handler = clientHandler{s}, &serverHandler{s: s}
 	if m := s.masking; m != nil {
@@ -245,11 +247,52 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 // clientHandler watches client->server traffic of an untouched session.
 type clientHandler struct{ s *session }
 
-func (clientHandler) whole(typ byte) bool { return typ == 'Q' || typ == 'S' }
+func (clientHandler) whole(typ byte) bool { return typ == 'Q' || typ == 'S' || typ == 'P' }
 
 func (h clientHandler) handle(out, msg []byte) ([]byte, error) {
-	h.s.startQuery()
+	if msg[0] != 'P' {
+		h.s.startQuery()
+	}
+	if g := h.s.opts.Guard; g != nil && msg[0] != 'S' {
+		return h.s.screen(g, out, msg)
+	}
 	return append(out, msg...), nil
+}
+
+// screen lets the guard refuse a Query or Parse of an untouched session.
+// A refused message is replaced by one that makes the server raise the
+// guard's error, so the transaction and the protocol state follow as for
+// any server error.
+func (s *session) screen(g Guard, out, msg []byte) ([]byte, error) {
+	text := msg[headerLen:]
+	if msg[0] == 'P' {
+		if _, rest, err := cstring(text); err == nil {
+			text = rest
+		}
+	}
+	end := bytes.IndexByte(text, 0)
+	if end < 0 {
+		return out, &protocolError{errors.New("missing string terminator")}
+	}
+	refusal := g.Screen(s.user, text[:end])
+	if refusal == nil {
+		return append(out, msg...), nil
+	}
+	s.rejected(refusal)
+	raise := raiseSQL(refusal.Error())
+	if msg[0] == 'Q' {
+		return appendQuery(out, raise), nil
+	}
+	name, _, _ := cstring(msg[headerLen:])
+	out, _ = (&pgproto3.Parse{Name: name, Query: raise}).Encode(out)
+	return out, nil
+}
+
+// raiseSQL is a statement that fails with SQLSTATE 42501 and msg.
+func raiseSQL(msg string) string {
+	msg = strings.ReplaceAll(msg, "$pgveil$", "")
+	msg = strings.ReplaceAll(msg, "'", "''")
+	return "DO $pgveil$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = '" + msg + "'; END$pgveil$"
 }
 
 // serverHandler watches server->client traffic of an untouched session.

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"fmt"
+	"unsafe"
+
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgveil/pgveil/anonymize"
 	"github.com/pgveil/pgveil/masking"
 	"github.com/pgveil/pgveil/proxy"
 )
@@ -19,6 +23,19 @@ func (g guard) Open(info proxy.SessionInfo, exec func(string) ([][]string, error
 	return policy{s}, nil
 }
 
+// Screen refuses ANONYMIZE from a role that may not run it. Sessions of
+// roles that may are never screened: Open gives them a policy.
+func (g guard) Screen(user string, sql []byte) error {
+	if anonymize.Is(unsafe.String(unsafe.SliceData(sql), len(sql))) {
+		return notAllowed(user)
+	}
+	return nil
+}
+
+func notAllowed(user string) error {
+	return fmt.Errorf("pgveil: role %s may not run ANONYMIZE (only the roles in roles.anonymize may)", user)
+}
+
 // policy adapts masking.Session to proxy.Policy.
 type policy struct{ s *masking.Session }
 
@@ -29,6 +46,16 @@ func (p policy) Analyze(sql string) (proxy.Query, error) {
 	}
 	return analysis{a}, nil
 }
+
+func (p policy) Cached(sql string) (proxy.Query, error, bool) {
+	a, err, ok := p.s.Cached(sql)
+	if err != nil || a == nil {
+		return nil, err, ok
+	}
+	return analysis{a}, nil, ok
+}
+
+func (p policy) Warm(sql string) { p.s.Warm(sql) }
 
 // analysis adapts masking.Analysis to proxy.Query.
 type analysis struct{ a *masking.Analysis }

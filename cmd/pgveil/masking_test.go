@@ -379,3 +379,26 @@ func TestMaskedNotificationPayloadWithheld(t *testing.T) {
 		t.Fatalf("notification %+v %v", n, err)
 	}
 }
+
+func TestAnonymizeRefusedForOtherRoles(t *testing.T) {
+	p := startMaskingProxy(t, "")
+	ctx := testCtx(t)
+	for _, user := range []string{"app_admin", "postgres"} {
+		c := p.connect(t, user)
+		for _, mode := range modes {
+			_, err := c.Exec(ctx, "ANONYMIZE customers WHERE id = 1", mode)
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != "42501" || !strings.Contains(pgErr.Message, "may not run ANONYMIZE") {
+				t.Fatalf("%s %v: want 42501, got %v", user, mode, err)
+			}
+			if err := c.Ping(ctx); err != nil {
+				t.Fatalf("%s %v: connection broken after the refusal: %v", user, mode, err)
+			}
+		}
+	}
+	var email string
+	admin := p.connect(t, "app_admin")
+	if err := admin.QueryRow(ctx, "SELECT email FROM customers WHERE id = 1").Scan(&email); err != nil || email != "kari.nordmann@example.com" {
+		t.Fatalf("the refused ANONYMIZE changed the row: %q %v", email, err)
+	}
+}

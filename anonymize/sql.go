@@ -1,0 +1,259 @@
+package anonymize
+
+import (
+	"fmt"
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/pgveil/pgveil/rules"
+)
+
+// AuditTable is the table every ANONYMIZE appends its record to.
+const AuditTable = "pgveil.anonymize_log"
+
+// textTypes are the OIDs of the types that get the text of a strategy:
+// text, varchar, bpchar and name get it as it is, json and jsonb as a
+// JSON string. Every other type gets NULL.
+const textTypes = "'{25,1043,1042,19,114,3802}'::pg_catalog.oid[]"
+
+// generator writes the SQL of one plan.
+type generator struct {
+	targets []*target // the named table first, parents before children
+	alias   string    // the named table's alias, "" when none
+	cond    string    // the WHERE condition on the named table, constants moved to parameters
+	text    string    // the statement for the audit log
+}
+
+// changed returns the names of the tables the statement changes.
+func (g *generator) changed() []string {
+	var names []string
+	for _, t := range g.targets {
+		if t.action() != "" {
+			names = append(names, t.name)
+		}
+	}
+	return names
+}
+
+// runSQL writes the statement that anonymizes: one CTE per table, the
+// audit record, and a final SELECT of the count (or, for report, of the
+// rows per table).
+func (g *generator) runSQL(report bool) string {
+	var b strings.Builder
+	b.WriteString("WITH ")
+	for _, t := range g.targets {
+		fmt.Fprintf(&b, "%s(k) AS (\n  %s),\n", t.cte, g.change(t))
+	}
+	b.WriteString(g.audit())
+	if report {
+		b.WriteString(g.reportSelect())
+	} else {
+		fmt.Fprintf(&b, "SELECT pg_catalog.count(*) FROM %s", g.targets[0].cte)
+	}
+	return b.String()
+}
+
+// explainSQL writes the preview: the same row selection without changes,
+// one output row per row that would change.
+func (g *generator) explainSQL() string {
+	var b strings.Builder
+	b.WriteString("WITH ")
+	for i, t := range g.targets {
+		if i > 0 {
+			b.WriteString(",\n")
+		}
+		fmt.Fprintf(&b, "%s(k) AS (\n  SELECT %s FROM %s WHERE %s)", t.cte, quoteIdent(t.rules.Key), g.from(t), g.pred(t))
+	}
+	b.WriteString("\nSELECT \"table\", \"key\", \"action\", \"columns\" FROM (")
+	n := 0
+	for i, t := range g.targets {
+		if t.action() == "" {
+			continue
+		}
+		if n > 0 {
+			b.WriteString("\n  UNION ALL")
+		}
+		n++
+		fmt.Fprintf(&b, "\n  SELECT %d AS o, pg_catalog.row_number() OVER (ORDER BY k) AS n, %s::text AS \"table\", k::text AS \"key\", %s::text AS \"action\", %s::text AS \"columns\" FROM %s",
+			i, quoteLiteral(t.name), quoteLiteral(t.action()), changedColumns(t), t.cte)
+	}
+	b.WriteString("\n) AS r ORDER BY o, n")
+	return b.String()
+}
+
+// change writes the body of a table's CTE: UPDATE or DELETE returning the
+// key, or a SELECT of the keys for a table that only passes the cascade on.
+func (g *generator) change(t *target) string {
+	key := quoteIdent(t.rules.Key)
+	switch t.action() {
+	case "delete":
+		return fmt.Sprintf("DELETE FROM %s WHERE %s RETURNING %s", g.from(t), g.pred(t), key)
+	case "anonymize":
+		return fmt.Sprintf("UPDATE %s SET %s\n  WHERE %s RETURNING %s", g.from(t), setList(t), g.pred(t), key)
+	}
+	return fmt.Sprintf("SELECT %s FROM %s WHERE %s", key, g.from(t), g.pred(t))
+}
+
+// from writes the table reference, with the alias for the named table.
+func (g *generator) from(t *target) string {
+	if t == g.targets[0] && g.alias != "" {
+		return qualified(t) + " AS " + quoteIdent(g.alias)
+	}
+	return qualified(t)
+}
+
+// pred writes the condition choosing a table's rows: the statement's WHERE
+// for the named table, the parent's keys for a child; rows already
+// anonymized (marker set) are left alone.
+func (g *generator) pred(t *target) string {
+	var p string
+	if t.parent == nil {
+		p = "(" + g.cond + ")"
+	} else {
+		p = fmt.Sprintf("%s = ANY (ARRAY(SELECT k FROM %s))", quoteIdent(t.rules.Parent.Via), t.parent.cte)
+	}
+	if m := t.rules.AnonymizedMarker; m != "" && t.action() != "delete" {
+		p += " AND " + quoteIdent(m) + " IS NULL"
+	}
+	return p
+}
+
+// setList writes the SET list of a table's UPDATE.
+func setList(t *target) string {
+	var parts []string
+	for _, col := range t.columns {
+		parts = append(parts, quoteIdent(col)+" = "+strategyExpr(t, col, t.rules.Columns[col].Anonymize))
+	}
+	if m := t.rules.AnonymizedMarker; m != "" {
+		parts = append(parts, quoteIdent(m)+" = pg_catalog.now()")
+	}
+	return strings.Join(parts, ",\n    ")
+}
+
+// strategyExpr writes the new value of a column. None depends on the
+// old value: the column is named only to learn its type.
+func strategyExpr(t *target, col string, s rules.Strategy) string {
+	switch s.Kind {
+	case rules.Redact:
+		return constantExpr(t, col, "'***'")
+	case rules.Blank:
+		return constantExpr(t, col, "''")
+	case rules.Text:
+		return constantExpr(t, col, quoteLiteral(s.Text))
+	case rules.RandomEmail:
+		return fmt.Sprintf("CASE WHEN (SELECT %s) THEN %s END", isText(t, col),
+			asColumn(t, col, "'anon-' || pg_catalog.gen_random_uuid() || '@anonymized.invalid'"))
+	}
+	return "NULL"
+}
+
+// constantExpr writes a constant text for the column: the text converted
+// to the column's type when that is a text or JSON type, else NULL. It is
+// an uncorrelated subquery, which the server evaluates once.
+func constantExpr(t *target, col, literal string) string {
+	return fmt.Sprintf("(SELECT %s WHERE %s)", asColumn(t, col, literal), isText(t, col))
+}
+
+// asColumn writes an expression converting a text expression to the
+// column's type, whatever that is, by populating a record of the table's
+// row type.
+func asColumn(t *target, col, text string) string {
+	return fmt.Sprintf("(pg_catalog.jsonb_populate_record(NULL::%s, pg_catalog.jsonb_build_object(%s, %s))).%s",
+		qualified(t), quoteLiteral(col), text, quoteIdent(col))
+}
+
+// isText writes a condition true when the column's type takes text.
+func isText(t *target, col string) string {
+	return fmt.Sprintf("pg_catalog.pg_typeof((NULL::%s).%s)::pg_catalog.oid = ANY (%s)", qualified(t), quoteIdent(col), textTypes)
+}
+
+// changedColumns writes the EXPLAIN list of the columns a row change sets.
+func changedColumns(t *target) string {
+	if t.action() == "delete" {
+		return "NULL"
+	}
+	cols := t.columns
+	if m := t.rules.AnonymizedMarker; m != "" {
+		cols = append(cols[:len(cols):len(cols)], m)
+	}
+	return quoteLiteral(strings.Join(cols, ", "))
+}
+
+// audit writes the CTE appending the audit record.
+func (g *generator) audit() string {
+	return fmt.Sprintf("pgveil_audit AS (\n  INSERT INTO %s (logged_at, login_role, table_name, anonymized, deleted, statement)\n"+
+		"  SELECT pg_catalog.now(), session_user, %s,\n    %s,\n    %s,\n    %s)\n",
+		AuditTable, quoteLiteral(g.targets[0].name), g.keysObject("anonymize"), g.keysObject("delete"), quoteLiteral(g.text))
+}
+
+// keysObject writes a jsonb object mapping each table with the given
+// action to the array of its keys changed.
+func (g *generator) keysObject(action string) string {
+	var parts []string
+	for _, t := range g.targets {
+		if t.action() == action {
+			parts = append(parts, fmt.Sprintf("pg_catalog.jsonb_build_object(%s, (SELECT COALESCE(pg_catalog.jsonb_agg(k ORDER BY k), '[]'::jsonb) FROM %s))",
+				quoteLiteral(t.name), t.cte))
+		}
+	}
+	if len(parts) == 0 {
+		return "'{}'::jsonb"
+	}
+	return strings.Join(parts, "\n    || ")
+}
+
+// reportSelect writes the final SELECT of a report: rows per table, then
+// the keys of the named table that the WHERE clause matches.
+func (g *generator) reportSelect() string {
+	var b strings.Builder
+	for _, t := range g.targets {
+		if t.action() != "" {
+			fmt.Fprintf(&b, "SELECT %s::text, %s::text, pg_catalog.count(*) FROM %s\nUNION ALL ", quoteLiteral(t.name), quoteLiteral(t.action()), t.cte)
+		}
+	}
+	root := g.targets[0]
+	fmt.Fprintf(&b, "SELECT %s, 'matched', (SELECT pg_catalog.count(DISTINCT %s) FROM %s WHERE (%s))",
+		quoteLiteral(root.name), quoteIdent(root.rules.Key), g.from(root), g.cond)
+	return b.String()
+}
+
+// qualified writes a target's schema-qualified, quoted name.
+func qualified(t *target) string {
+	return quoteIdent(t.schema) + "." + quoteIdent(t.table)
+}
+
+// quoteIdent quotes an identifier unless it reads the same bare: lower
+// case letters, digits and underscores, and no keyword but an unreserved
+// one (as PostgreSQL's quote_ident decides).
+func quoteIdent(s string) string {
+	if bareIdent(s) {
+		return s
+	}
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+// bareIdent reports whether s needs no quotes.
+func bareIdent(s string) bool {
+	if s == "" || s[0] >= '0' && s[0] <= '9' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	res, err := pg.Scan(s)
+	return err == nil && len(res.Tokens) == 1 && res.Tokens[0].KeywordKind <= pg.KeywordKind_UNRESERVED_KEYWORD
+}
+
+// quoteLiteral quotes a string constant so that it reads the same whatever
+// standard_conforming_strings says.
+func quoteLiteral(s string) string {
+	s = strings.ReplaceAll(s, "'", "''")
+	if strings.Contains(s, `\`) {
+		return "E'" + strings.ReplaceAll(s, `\`, `\\`) + "'"
+	}
+	return "'" + s + "'"
+}

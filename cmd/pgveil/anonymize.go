@@ -1,0 +1,483 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgveil/pgveil/anonymize"
+	"github.com/pgveil/pgveil/rules"
+)
+
+const anonymizeUsage = `Usage: pgveil anonymize --config FILE --table TABLE --keys FILE [--column NAME]
+                        [--dsn URL] [--batch N]
+       pgveil anonymize --config FILE --init-audit [--dsn URL]
+
+Anonymizes the rows of TABLE whose key is listed in the keys file, as
+ANONYMIZE TABLE WHERE key = ANY(keys) does through the proxy: every column
+with an anonymize strategy is overwritten, the anonymized_marker is set, the
+child tables declared with a parent link follow (on_anonymize: delete
+deletes their rows), and every batch appends a record to the audit log
+pgveil.anonymize_log. Rows already anonymized are skipped, so running it
+twice is harmless.
+
+TABLE is a table of the rules (public.customers), or its name alone, looked
+up in the connection's search_path. The keys file (- for standard input)
+holds one key per line; with --column it is a CSV file with a header line,
+and the keys are in the named column. Empty lines and repeated keys are
+skipped. Each batch of keys is one transaction: a failure keeps the
+batches before it. Progress goes to standard error; the summary (rows per
+table, keys not found, time) to standard output.
+
+The connection runs as the person responsible, whose login role must be in
+roles.anonymize: --dsn when given, else the libpq environment (PGHOST,
+PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, PGSERVICE, ~/.pgpass)
+with the file's upstream as the host when PGHOST is unset. admin_dsn is not
+used.
+
+The audit log must exist: the proxy creates it when it starts. --init-audit
+creates it instead (run it as a role that may create a schema) and grants
+INSERT on it to the roles of roles.anonymize; with --table it then goes on.
+
+Exit status: 0 on success, 1 on failure (nothing changed in the batch that
+failed), 2 on a usage error.
+
+Flags:`
+
+// anonymizeOptions are the flags of pgveil anonymize.
+type anonymizeOptions struct {
+	config, table, keys, column, dsn string
+	batch                            int
+	initAudit                        bool
+}
+
+func runAnonymize(args []string, stdout, stderr io.Writer) int {
+	opts, code := parseAnonymizeFlags(args, stderr)
+	if code >= 0 {
+		return code
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := anonymizeKeys(ctx, opts, stdout, stderr); err != nil {
+		fmt.Fprintln(stderr, "pgveil anonymize:", err)
+		return 1
+	}
+	return 0
+}
+
+// parseAnonymizeFlags reads the flags. code is the exit status when the
+// command must stop here, else -1.
+func parseAnonymizeFlags(args []string, stderr io.Writer) (opts anonymizeOptions, code int) {
+	fs := flag.NewFlagSet("anonymize", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&opts.config, "config", "pgveil.yaml", "configuration file")
+	fs.StringVar(&opts.table, "table", "", "the table to anonymize, as in the rules (public.customers) or unqualified")
+	fs.StringVar(&opts.keys, "keys", "", "file of keys, one per line, or CSV with --column (- for standard input)")
+	fs.StringVar(&opts.column, "column", "", "the CSV column holding the keys (the file then has a header line)")
+	fs.StringVar(&opts.dsn, "dsn", "", "connection `URL` or keyword/value string (default: the libpq environment)")
+	fs.IntVar(&opts.batch, "batch", 10000, "keys per transaction")
+	fs.BoolVar(&opts.initAudit, "init-audit", false, "create the audit log pgveil.anonymize_log when absent")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, anonymizeUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return opts, usageStatus(err)
+	}
+	problem := ""
+	switch {
+	case fs.NArg() > 0:
+		problem = fmt.Sprintf("unexpected argument %q (flags only)", fs.Arg(0))
+	case opts.batch < 1:
+		problem = "--batch must be at least 1"
+	case (opts.table == "") != (opts.keys == ""):
+		problem = "--table and --keys go together"
+	case opts.table == "" && !opts.initAudit:
+		problem = "--table and --keys are required"
+	}
+	if problem != "" {
+		fmt.Fprintf(stderr, "pgveil anonymize: %s; see pgveil anonymize --help\n", problem)
+		return opts, 2
+	}
+	return opts, -1
+}
+
+// anonymizeKeys does the work of pgveil anonymize.
+func anonymizeKeys(ctx context.Context, opts anonymizeOptions, stdout, stderr io.Writer) error {
+	cfg, err := rules.Load(opts.config)
+	if err != nil {
+		return err
+	}
+	conn, err := anonymizeConnect(ctx, cfg, opts.dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if opts.initAudit {
+		if err := initAuditLog(ctx, conn, cfg, stdout); err != nil || opts.table == "" {
+			return err
+		}
+	}
+	if err := checkAnonymizer(ctx, conn, cfg); err != nil {
+		return err
+	}
+	plan, err := keysPlan(ctx, conn, cfg, opts.table)
+	if err != nil {
+		return err
+	}
+	keys, err := readKeys(opts.keys, opts.column)
+	if err != nil {
+		return err
+	}
+	return runBatches(ctx, conn, plan, keys, opts.batch, stdout, stderr)
+}
+
+// anonymizeConnect connects as pgveil check does, but never with the
+// proxy's admin_dsn: ANONYMIZE runs as the person responsible.
+func anonymizeConnect(ctx context.Context, cfg *rules.Config, dsn string) (*pgx.Conn, error) {
+	own := *cfg
+	own.AdminDSN = ""
+	return adminConnect(ctx, &own, dsn)
+}
+
+// initAuditLog creates the audit log when absent.
+func initAuditLog(ctx context.Context, conn *pgx.Conn, cfg *rules.Config, stdout io.Writer) error {
+	if err := anonymize.EnsureAuditLog(ctx, conn, cfg.Roles.Anonymize); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "pgveil anonymize: %s is ready in %s; roles.anonymize may append to it\n", anonymize.AuditTable, connectedTo(conn))
+	return nil
+}
+
+// checkAnonymizer refuses a login role that is not in roles.anonymize, and
+// a database without the audit log.
+func checkAnonymizer(ctx context.Context, conn *pgx.Conn, cfg *rules.Config) error {
+	var role string
+	if err := conn.QueryRow(ctx, "SELECT session_user::text").Scan(&role); err != nil {
+		return err
+	}
+	if !cfg.MayAnonymize(role) {
+		return fmt.Errorf("role %s may not anonymize: it is not in roles.anonymize of %s (connect as one that is, with --dsn or PGUSER)",
+			role, cfg.Path)
+	}
+	ok, err := anonymize.AuditLogExists(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("the audit log %s does not exist in %s: start the proxy once (it creates it), or run pgveil anonymize --init-audit --config %s as a role that may create a schema",
+			anonymize.AuditTable, connectedTo(conn), cfg.Path)
+	}
+	return nil
+}
+
+// keysPlan plans ANONYMIZE table WHERE key = ANY($1) for the named table.
+func keysPlan(ctx context.Context, conn *pgx.Conn, cfg *rules.Config, table string) (*anonymize.Plan, error) {
+	var schemas []string
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.current_schemas(false)::text[]").Scan(&schemas); err != nil {
+		return nil, err
+	}
+	name, t := findTable(cfg, table, schemas)
+	if t == nil || t.Key == "" {
+		return nil, fmt.Errorf("table %s is not declared in the rules with a key (searched: %s)", table, strings.Join(candidates(table, schemas), ", "))
+	}
+	schema, rel, _ := strings.Cut(name, ".")
+	sql := fmt.Sprintf("ANONYMIZE %s WHERE %s = ANY($1)", pgx.Identifier{schema, rel}.Sanitize(), pgx.Identifier{t.Key}.Sanitize())
+	st, err := anonymize.Parse(sql)
+	if err != nil {
+		return nil, err
+	}
+	return st.Plan(cfg, nil, 1)
+}
+
+// findTable finds a table of the rules by its qualified name, or by its
+// name alone in the first schema of the search_path that declares it.
+func findTable(cfg *rules.Config, table string, schemas []string) (string, *rules.Table) {
+	for _, name := range candidates(table, schemas) {
+		if t := cfg.Tables[name]; t != nil {
+			return name, t
+		}
+	}
+	return table, nil
+}
+
+// candidates lists the names of the rules a --table value may mean.
+func candidates(table string, schemas []string) []string {
+	if strings.Contains(table, ".") {
+		return []string{table}
+	}
+	var names []string
+	for _, s := range schemas {
+		names = append(names, s+"."+table)
+	}
+	return names
+}
+
+// readKeys reads the keys file: one key per line, or the column of a CSV
+// file with a header. Empty and repeated keys are skipped.
+func readKeys(path, column string) ([]string, error) {
+	f := os.Stdin
+	if path != "-" {
+		var err error
+		if f, err = os.Open(path); err != nil {
+			return nil, err
+		}
+		defer f.Close()
+	}
+	var keys []string
+	var err error
+	if column == "" {
+		keys, err = readKeyLines(f)
+	} else {
+		keys, err = readKeyColumn(f, column)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return uniqueKeys(keys), nil
+}
+
+// readKeyLines reads one key per line.
+func readKeyLines(r io.Reader) ([]string, error) {
+	var keys []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		keys = append(keys, strings.TrimSpace(sc.Text()))
+	}
+	return keys, sc.Err()
+}
+
+// readKeyColumn reads the named column of a CSV file with a header line.
+func readKeyColumn(r io.Reader, column string) ([]string, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	cr.ReuseRecord = true
+	header, err := cr.Read()
+	if err != nil {
+		return nil, fmt.Errorf("reading the CSV header: %w", err)
+	}
+	idx := -1
+	for i, h := range header {
+		if strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")) == column {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		return nil, fmt.Errorf("no column %q in the CSV header", column)
+	}
+	var keys []string
+	for {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			return keys, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if idx < len(rec) {
+			keys = append(keys, strings.TrimSpace(rec[idx]))
+		}
+	}
+}
+
+// uniqueKeys drops empty and repeated keys, keeping the first order.
+func uniqueKeys(keys []string) []string {
+	seen := make(map[string]bool, len(keys))
+	out := keys[:0]
+	for _, k := range keys {
+		if k != "" && !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// keysSummary adds up the reports of the batches.
+type keysSummary struct {
+	tables  []string          // the tables of the cascade, in plan order
+	actions map[string]string // table: anonymize or delete
+	rows    map[string]int64  // table: rows changed
+	keys    int               // keys sent
+	matched int64             // keys of the named table found
+	batches int
+}
+
+// runBatches anonymizes the keys batch by batch and prints the summary,
+// also after a failure (for the batches done).
+func runBatches(ctx context.Context, conn *pgx.Conn, plan *anonymize.Plan, keys []string, size int,
+	stdout, stderr io.Writer) error {
+	sum := &keysSummary{actions: map[string]string{}, rows: map[string]int64{}}
+	prog := newProgress(stderr, len(keys))
+	start := time.Now()
+	var err error
+	for i := 0; i < len(keys) && err == nil; i += size {
+		batch := keys[i:min(i+size, len(keys))]
+		if err = runBatch(ctx, conn, plan, batch, sum); err == nil {
+			prog.update(i + len(batch))
+		}
+	}
+	prog.finish()
+	sum.print(stdout, plan, time.Since(start))
+	if err != nil {
+		return fmt.Errorf("batch %d failed and changed nothing (%d keys before it were done): %w", sum.batches+1, sum.keys, err)
+	}
+	return nil
+}
+
+// runBatch runs the plan's report statement for one batch, in its own
+// transaction, and adds its rows to the summary.
+func runBatch(ctx context.Context, conn *pgx.Conn, plan *anonymize.Plan, batch []string, sum *keysSummary) error {
+	params := [][]byte{[]byte(arrayLiteral(batch))}
+	for _, p := range plan.Params {
+		params = append(params, []byte(p))
+	}
+	res := conn.PgConn().ExecParams(ctx, plan.Report, params, nil, nil, nil).Read()
+	if res.Err != nil {
+		return res.Err
+	}
+	for _, row := range res.Rows {
+		if len(row) != 3 {
+			return errors.New("unexpected report row")
+		}
+		n, err := strconv.ParseInt(string(row[2]), 10, 64)
+		if err != nil {
+			return err
+		}
+		sum.add(string(row[0]), string(row[1]), n)
+	}
+	sum.keys += len(batch)
+	sum.batches++
+	return nil
+}
+
+// add counts one report row.
+func (s *keysSummary) add(table, action string, n int64) {
+	if action == "matched" {
+		s.matched += n
+		return
+	}
+	if _, ok := s.actions[table]; !ok {
+		s.tables = append(s.tables, table)
+		s.actions[table] = action
+	}
+	s.rows[table] += n
+}
+
+// print writes the summary.
+func (s *keysSummary) print(w io.Writer, plan *anonymize.Plan, took time.Duration) {
+	root := plan.Tables[0]
+	batches := fmt.Sprintf("%d batches", s.batches)
+	if s.batches == 1 {
+		batches = "1 batch"
+	}
+	fmt.Fprintf(w, "pgveil anonymize: %s, %s in %s, %.2fs\n", root, count(s.keys, "key"), batches, took.Seconds())
+	width := 0
+	for _, t := range s.tables {
+		width = max(width, len(t))
+	}
+	for _, t := range s.tables {
+		verb := "anonymized"
+		if s.actions[t] == "delete" {
+			verb = "deleted"
+		}
+		fmt.Fprintf(w, "  %-10s  %-*s  %s\n", verb, width, t, count(int(s.rows[t]), "row"))
+	}
+	fmt.Fprintf(w, "  keys not found: %d\n", int64(s.keys)-s.matched)
+	if s.actions[root] != "" {
+		fmt.Fprintf(w, "  keys found but anonymized before: %d\n", s.matched-s.rows[root])
+	}
+}
+
+// arrayLiteral writes keys as a PostgreSQL array in text format, every
+// element quoted, so that it suits a key of any type.
+func arrayLiteral(keys []string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		for j := 0; j < len(k); j++ {
+			if k[j] == '"' || k[j] == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(k[j])
+		}
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// progress reports how far a run is on standard error: a bar redrawn in
+// place on a terminal, a line every ten seconds otherwise, and nothing for
+// a run shorter than a second.
+type progress struct {
+	w     io.Writer
+	tty   bool
+	total int
+	now   func() time.Time
+	start time.Time
+	last  time.Time // when the last line was written
+	drawn bool      // a bar is on the screen
+}
+
+// newProgress starts the clock for total keys.
+func newProgress(w io.Writer, total int) *progress {
+	p := &progress{w: w, tty: isTerminal(w), total: total, now: time.Now}
+	p.start = p.now()
+	return p
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// update reports that done keys are done.
+func (p *progress) update(done int) {
+	now := p.now()
+	elapsed := now.Sub(p.start)
+	if elapsed < time.Second || p.total == 0 {
+		return
+	}
+	pct := done * 100 / p.total
+	if p.tty {
+		const width = 30
+		bar := strings.Repeat("#", pct*width/100) + strings.Repeat(".", width-pct*width/100)
+		fmt.Fprintf(p.w, "\r[%s] %3d%%  %d/%d keys  %s", bar, pct, done, p.total, elapsed.Round(time.Second))
+		p.drawn = true
+		return
+	}
+	if p.last.IsZero() || now.Sub(p.last) >= 10*time.Second || done == p.total {
+		fmt.Fprintf(p.w, "pgveil anonymize: %d/%d keys (%d%%), %s\n", done, p.total, pct, elapsed.Round(time.Second))
+		p.last = now
+	}
+}
+
+// finish ends the bar's line.
+func (p *progress) finish() {
+	if p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}
