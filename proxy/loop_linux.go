@@ -95,10 +95,15 @@ func (l *loop) run() {
 	defer unix.Close(l.wakeFd)
 	events := make([]unix.EpollEvent, 256)
 	var cmds []func()
+	idle := 0 // raw waits in a row that found nothing
 	for !l.quit {
-		n := epollPoll(l.epfd, events)
+		n := epollRaw(l.epfd, events, busyWaitMillis)
 		if n == 0 {
-			n = epollBlock(l.epfd, events)
+			if idle++; idle >= idleWaits {
+				n, idle = epollBlock(l.epfd, events), 0
+			}
+		} else {
+			idle = 0
 		}
 		for i := 0; i < n; i++ {
 			fd := int(events[i].Fd)
@@ -120,12 +125,22 @@ func (l *loop) run() {
 	}
 }
 
-// epollPoll collects ready events without waiting and without the
-// runtime's system-call bookkeeping: under load, events are almost always
-// ready, and this keeps the scheduler off the hot path.
-func epollPoll(epfd int, events []unix.EpollEvent) int {
+// While busy, the loop waits in raw epoll_wait calls of at most
+// busyWaitMillis; after idleWaits of them find nothing, it blocks through
+// the runtime instead.
+const (
+	busyWaitMillis = 10
+	idleWaits      = 5
+)
+
+// epollRaw waits for events without the runtime's system-call
+// bookkeeping. The goroutine keeps its P meanwhile, so a wake-up goes
+// straight back to the loop with no scheduler hand-off; the wait is bounded
+// because the runtime cannot take a P from a raw call (its preemption
+// signal ends the wait early, as EINTR).
+func epollRaw(epfd int, events []unix.EpollEvent, millis int) int {
 	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd),
-		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(millis), 0, 0)
 	if errno != 0 {
 		return 0
 	}
