@@ -33,10 +33,13 @@ func FuzzParsePlan(f *testing.F) {
 		}
 		p, err := st.Plan(cfg, []string{"public"}, 1)
 		if err != nil {
+			if strings.Contains(err.Error(), "could not rewrite") || strings.Contains(err.Error(), "does not parse") {
+				t.Errorf("Plan(%q): %v", sql, err)
+			}
 			return
 		}
 		for _, v := range p.Params {
-			if len(v) >= 6 && strings.Contains(p.SQL, v) && !strings.Contains(sql, "ORDER BY") {
+			if len(v) >= 6 && strings.Contains(p.SQL, quoteLiteral(v)) && !strings.Contains(testRules, v) && !strings.Contains(p.SQL, "'ANONYMIZE "+v) {
 				t.Errorf("the plan of %q quotes the constant %q", sql, v)
 			}
 		}

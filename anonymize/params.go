@@ -17,7 +17,8 @@ type constMover struct {
 
 // move replaces, in place, every constant below n that can become a
 // parameter. Kept verbatim are NULL, true and false, type modifiers, the
-// position numbers of ORDER BY, GROUP BY and DISTINCT ON, and the field
+// position numbers of ORDER BY, GROUP BY (grouping sets included) and
+// DISTINCT ON, and the field
 // and form names of EXTRACT and NORMALIZE, none of which can hold
 // personal data.
 func (c *constMover) move(n *pg.Node) {
@@ -86,6 +87,8 @@ func keepsConstant(parent protoreflect.Message, field protoreflect.Name, index i
 		return true
 	case *pg.SelectStmt:
 		return field == "group_clause" || field == "distinct_clause"
+	case *pg.GroupingSet:
+		return true
 	case *pg.FuncCall:
 		return field == "args" && p.Funcformat == pg.CoercionForm_COERCE_SQL_SYNTAX && keywordArg(p, index)
 	}

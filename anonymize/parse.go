@@ -48,6 +48,9 @@ func Parse(sql string) (*Statement, error) {
 		return nil, errors.New("pgveil: EXPLAIN ANONYMIZE takes no options: it lists the rows ANONYMIZE would change and changes nothing")
 	}
 	rest := sql[h.rest:]
+	if strings.IndexByte(rest, 0) >= 0 {
+		return nil, errors.New("pgveil: ANONYMIZE: the text holds a NUL byte")
+	}
 	if skipBlank(rest, 0) == len(rest) {
 		return nil, errors.New("pgveil: ANONYMIZE needs a table and a WHERE clause: ANONYMIZE <table> WHERE <condition>")
 	}
@@ -67,7 +70,11 @@ func Parse(sql string) (*Statement, error) {
 	if rv.Alias != nil {
 		st.Alias = rv.Alias.Aliasname
 	}
-	st.ParamCount = highestParam(del.WhereClause)
+	high, low := paramRange(del.WhereClause)
+	if low < 1 || high > maxParams {
+		return nil, fmt.Errorf("pgveil: ANONYMIZE: parameters are numbered from $1 to $%d", maxParams)
+	}
+	st.ParamCount = high
 	return st, nil
 }
 
@@ -113,16 +120,21 @@ func parseError(err error, before string) error {
 	return fmt.Errorf("pgveil: ANONYMIZE: %s", msg)
 }
 
-// highestParam returns the highest $n in the tree below n.
-func highestParam(n *pg.Node) int {
-	high := 0
+// maxParams is the most parameters the protocol can bind.
+const maxParams = 65535
+
+// paramRange returns the highest and lowest $n in the tree below n (0 and
+// 1 when there is none).
+func paramRange(n *pg.Node) (high, low int) {
+	low = 1
 	walkTree(n, func(_ protoreflect.Message, _ protoreflect.Name, _ int, c *pg.Node) bool {
-		if p := c.GetParamRef(); p != nil && int(p.Number) > high {
-			high = int(p.Number)
+		if p := c.GetParamRef(); p != nil {
+			high = max(high, int(p.Number))
+			low = min(low, int(p.Number))
 		}
 		return true
 	})
-	return high
+	return high, low
 }
 
 // walkTree calls visit for n and every Node below it, depth first, as

@@ -48,6 +48,9 @@ func TestParseErrors(t *testing.T) {
 		{"ANONYMIZE customers WHERE email = 'kari@example.com", "unterminated quoted string at character 35"},
 		{"ANONYMIZE customers WHERE email = 'kari@example.com' AND", "syntax error at end of input"},
 		{"ANONYMIZE customers WHERE id = 12345abc", "trailing junk"},
+		{"ANONYMIZE customers WHERE $0", "parameters are numbered from $1 to $65535"},
+		{"ANONYMIZE customers WHERE id = 1\x00 OR true", "NUL byte"},
+		{"ANONYMIZE customers WHERE id = $70000", "parameters are numbered from $1 to $65535"},
 		{"ANONYMIZE customers WHERE email = E'\\u12 kari'", "pgveil: ANONYMIZE"},
 	}
 	for _, tt := range tests {

@@ -89,9 +89,15 @@ func (s *Statement) Plan(cfg *rules.Config, schemas []string, clientParams int) 
 		return nil, err
 	}
 	first := max(clientParams, s.ParamCount, 0)
+	if first > maxParams {
+		return nil, fmt.Errorf("pgveil: ANONYMIZE has more than %d parameters and constants", maxParams)
+	}
 	where := proto.Clone(s.where).(*pg.Node)
 	mover := constMover{next: first + 1}
 	mover.move(where)
+	if mover.next-1 > maxParams {
+		return nil, fmt.Errorf("pgveil: ANONYMIZE has more than %d parameters and constants", maxParams)
+	}
 	cond, text, err := deparseWhere(root, s.Alias, where, s.version)
 	if err != nil {
 		return nil, err

@@ -448,23 +448,61 @@ func (c *CopyMasker) CopyLine(dst, line []byte) ([]byte, error) {
 }
 
 // Completed tracks the cursors and prepared statements the server now has.
-func (s *Session) Completed(a *Analysis, idx int) {
+func (s *Session) Completed(a *Analysis, idx int) Names {
 	if idx >= len(a.plan.Statements) {
-		return
+		return Names{}
 	}
 	st := &a.plan.Statements[idx]
-	if st.ChangesCatalog && s.db != nil {
-		s.db.forget()
+	if st.ChangesCatalog {
+		s.g.plans.Purge() // plans read the catalog this statement changed
+		if s.db != nil {
+			s.db.forget()
+		}
 	}
-	switch {
-	case st.Tag == "DECLARE CURSOR" && st.Cursor != "":
+	switch st.Tag {
+	case "DECLARE CURSOR":
 		s.cursors[st.Cursor] = union(s.cursors[st.Cursor], st.Outputs)
-	case st.Tag == "PREPARE" && st.Prepared != "":
+		return Names{Portals: []string{st.Cursor}}
+	case "PREPARE":
 		s.prepared[st.Prepared] = union(s.prepared[st.Prepared], st.Outputs)
-	case st.Tag == "CLOSE CURSOR" && st.Cursor != "":
+		return Names{Statements: []string{st.Prepared}}
+	case "CLOSE CURSOR":
 		delete(s.cursors, st.Cursor)
-	case st.Tag == "DEALLOCATE" && st.Prepared != "":
+		return Names{Portals: []string{st.Cursor}}
+	case "DEALLOCATE":
 		delete(s.prepared, st.Prepared)
+		return Names{Statements: []string{st.Prepared}}
+	case "CLOSE CURSOR ALL":
+		clear(s.cursors)
+		return Names{AllPortals: true}
+	case "DEALLOCATE ALL":
+		clear(s.prepared)
+		return Names{AllStatements: true}
+	case "DISCARD ALL":
+		clear(s.cursors)
+		clear(s.prepared)
+		return Names{AllPortals: true, AllStatements: true}
+	}
+	return Names{}
+}
+
+// Names are cursor (portal) and prepared statement names a statement
+// defined or dropped.
+type Names struct {
+	Portals, Statements       []string
+	AllPortals, AllStatements bool
+}
+
+// Forget drops what the session knows of names the client (re)defined or
+// closed through the protocol: SQL cursors share their namespace with
+// protocol portals, SQL prepared statements with protocol ones. A FETCH or
+// EXECUTE of a name the session does not know withholds every value.
+func (s *Session) Forget(n Names) {
+	for _, name := range n.Portals {
+		delete(s.cursors, name)
+	}
+	for _, name := range n.Statements {
+		delete(s.prepared, name)
 	}
 }
 
@@ -532,3 +570,13 @@ func optionSets(options, name string) bool {
 	o := strings.ToLower(strings.ReplaceAll(options, "-", "_"))
 	return strings.Contains(o, name)
 }
+
+// Config returns the rules in force.
+func (g *Guard) Config() *rules.Config {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cfg
+}
+
+// SearchPath returns the schemas the session resolves names in.
+func (s *Session) SearchPath() []string { return s.path }

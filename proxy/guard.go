@@ -57,8 +57,15 @@ type Policy interface {
 	CopyResult(q Query, stmt int) (Masker, error)
 	// Completed is called when statement stmt of q completed successfully
 	// (CommandComplete), so that the policy can track cursors and SQL
-	// prepared statements as the server does.
-	Completed(q Query, stmt int)
+	// prepared statements as the server does. It returns the names the
+	// statement defined or dropped (DECLARE, CLOSE, PREPARE, DEALLOCATE,
+	// DISCARD): SQL cursors and protocol portals share one namespace, SQL
+	// and protocol prepared statements another, so the proxy stops trusting
+	// what it knew of those names.
+	Completed(q Query, stmt int) Names
+	// Forget is told the names the client (re)defined or closed through the
+	// protocol (Parse, Bind, Close), for the same reason the other way.
+	Forget(n Names)
 	// ScrubErrors reports whether errors and notices raised while statement
 	// stmt of q runs may quote protected values and must be scrubbed.
 	ScrubErrors(q Query, stmt int) bool
@@ -100,4 +107,10 @@ type Masker interface {
 	DataRow(dst, body []byte) ([]byte, error)
 	// CopyLine appends the masked form of one COPY data row to dst.
 	CopyLine(dst, line []byte) ([]byte, error)
+}
+
+// Names are portal (cursor) and prepared statement names.
+type Names struct {
+	Portals, Statements       []string
+	AllPortals, AllStatements bool
 }

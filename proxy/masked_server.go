@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -77,10 +78,17 @@ func (m *masking) protocolAnswer(out, msg []byte) ([]byte, error) {
 		delete(m.portals, "")
 	case msg[0] == '1':
 		m.stmts[done.name] = &prepared{q: done.q}
+		m.policy.Forget(Names{Statements: []string{done.name}})
 	case msg[0] == '2':
 		m.bound(done)
+		m.policy.Forget(Names{Portals: []string{done.name}})
 	case msg[0] == '3':
 		m.closed(done)
+		if done.what == 'S' {
+			m.policy.Forget(Names{Statements: []string{done.name}})
+		} else {
+			m.policy.Forget(Names{Portals: []string{done.name}})
+		}
 	}
 	if done.synthetic {
 		return out, nil
@@ -169,10 +177,14 @@ func (m *masking) startResult(e expect, idx int, fields []pgproto3.FieldDescript
 // startExecute prepares the masker for the rows of an Execute.
 func (m *masking) startExecute(e *expect) error {
 	p := m.portals[e.name]
-	if p == nil || p.stmt == nil {
-		// The server will not run it either (the portal does not exist),
-		// but never pass rows unmasked on a guess.
-		return &protocolError{fmt.Errorf("rows for unknown portal %q", e.name)}
+	if p == nil || p.stmt == nil || p.stmt.q == nil {
+		// A portal or statement defined through SQL (DECLARE, PREPARE), or
+		// one whose name SQL reused: its rows are not known, so every
+		// value is withheld.
+		m.current = *e
+		m.masker = nullRows{}
+		m.scrub = true
+		return nil
 	}
 	fields := p.fields
 	if fields == nil {
@@ -276,7 +288,7 @@ func (m *masking) commandEnd(out, msg []byte) ([]byte, error) {
 	switch e.kind {
 	case 'Q':
 		if msg[0] == 'C' && e.q != nil {
-			m.policy.Completed(e.q, e.idx)
+			m.distrust(m.policy.Completed(e.q, e.idx))
 		}
 		e.idx++
 	case 'E':
@@ -286,8 +298,8 @@ func (m *masking) commandEnd(out, msg []byte) ([]byte, error) {
 			return rewrittenTag(out, done), nil
 		}
 		if msg[0] == 'C' {
-			if p := m.portals[done.name]; p != nil && p.stmt != nil {
-				m.policy.Completed(p.stmt.q, 0)
+			if p := m.portals[done.name]; p != nil && p.stmt != nil && p.stmt.q != nil {
+				m.distrust(m.policy.Completed(p.stmt.q, 0))
 			}
 		}
 	}
@@ -420,4 +432,45 @@ func withoutPayload(out, msg []byte) ([]byte, error) {
 	}
 	n.Payload = ""
 	return n.Encode(out)
+}
+
+// distrust forgets what the proxy knew of names a SQL statement defined or
+// dropped: a protocol Bind or Execute of them then withholds every value.
+func (m *masking) distrust(n Names) {
+	unknown := &prepared{}
+	for _, name := range n.Statements {
+		m.stmts[name] = unknown
+	}
+	for _, name := range n.Portals {
+		m.portals[name] = &portal{stmt: unknown}
+	}
+	if n.AllStatements {
+		for name := range m.stmts {
+			m.stmts[name] = unknown
+		}
+	}
+	if n.AllPortals {
+		for name := range m.portals {
+			m.portals[name] = &portal{stmt: unknown}
+		}
+	}
+}
+
+// nullRows withholds every value of rows the proxy cannot tell the shape
+// of: each column becomes NULL, which every type allows.
+type nullRows struct{}
+
+func (nullRows) DataRow(dst, body []byte) ([]byte, error) {
+	if len(body) < 2 {
+		return dst, errors.New("malformed DataRow")
+	}
+	dst = append(dst, body[0], body[1])
+	for n := int(binary.BigEndian.Uint16(body)); n > 0; n-- {
+		dst = append(dst, 0xff, 0xff, 0xff, 0xff)
+	}
+	return dst, nil
+}
+
+func (nullRows) CopyLine(dst, line []byte) ([]byte, error) {
+	return dst, errors.New("pgveil: COPY from a portal whose statement is unknown")
 }

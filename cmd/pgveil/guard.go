@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"unsafe"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -11,16 +13,41 @@ import (
 	"github.com/pgveil/pgveil/proxy"
 )
 
-// guard adapts masking.Guard to the proxy's Guard interface. It is the
-// only place where the two packages meet.
+// guard adapts masking.Guard and package anonymize to the proxy's Guard
+// interface. It is the only place where these packages meet the proxy.
 type guard struct{ g *masking.Guard }
 
+// Open gives masked sessions the masking policy, and sessions of roles in
+// roles.anonymize a policy that runs ANONYMIZE (and, when they are not
+// masked, passes everything else untouched and unparsed).
 func (g guard) Open(info proxy.SessionInfo, exec func(string) ([][]string, error)) (proxy.Policy, error) {
 	s, err := g.g.Open(info.User, info.Database, info.Params, exec)
-	if err != nil || s == nil {
+	if err != nil {
 		return nil, err
 	}
-	return policy{s}, nil
+	p := policy{g: g.g, s: s, user: info.User}
+	if !g.g.Config().MayAnonymize(info.User) {
+		if s == nil {
+			return nil, nil
+		}
+		return p, nil
+	}
+	if s != nil {
+		p.schemas = s.SearchPath()
+	} else if p.schemas, err = currentSchemas(exec); err != nil {
+		return nil, err
+	}
+	p.mayAnonymize = true
+	return p, nil
+}
+
+// currentSchemas reads the session's effective search path.
+func currentSchemas(exec func(string) ([][]string, error)) ([]string, error) {
+	rows, err := exec("SELECT pg_catalog.array_to_string(pg_catalog.current_schemas(false), ',')")
+	if err != nil || len(rows) != 1 || len(rows[0]) != 1 {
+		return nil, fmt.Errorf("pgveil: cannot read the session's search path: %v", err)
+	}
+	return strings.Split(rows[0][0], ","), nil
 }
 
 // Screen refuses ANONYMIZE from a role that may not run it. Sessions of
@@ -33,13 +60,29 @@ func (g guard) Screen(user string, sql []byte) error {
 }
 
 func notAllowed(user string) error {
-	return fmt.Errorf("pgveil: role %s may not run ANONYMIZE (only the roles in roles.anonymize may)", user)
+	return &masking.Rejection{Message: fmt.Sprintf("pgveil: role %s may not run ANONYMIZE (only the roles in roles.anonymize may)", user)}
 }
 
-// policy adapts masking.Session to proxy.Policy.
-type policy struct{ s *masking.Session }
+// policy is the proxy.Policy of a session that is masked (s is set), may
+// run ANONYMIZE (mayAnonymize), or both.
+type policy struct {
+	g            *masking.Guard
+	s            *masking.Session
+	user         string
+	mayAnonymize bool
+	schemas      []string
+}
 
 func (p policy) Analyze(sql string) (proxy.Query, error) {
+	if anonymize.Is(sql) {
+		return p.anonymize(sql, func(check string) error {
+			_, err := p.s.Analyze(check)
+			return err
+		})
+	}
+	if p.s == nil {
+		return untouched{}, nil
+	}
 	a, err := p.s.Analyze(sql)
 	if err != nil {
 		return nil, err
@@ -48,6 +91,21 @@ func (p policy) Analyze(sql string) (proxy.Query, error) {
 }
 
 func (p policy) Cached(sql string) (proxy.Query, error, bool) {
+	if anonymize.Is(sql) {
+		cached := true
+		q, err := p.anonymize(sql, func(check string) error {
+			_, err, ok := p.s.Cached(check)
+			cached = ok
+			return err
+		})
+		if !cached {
+			return nil, nil, false
+		}
+		return q, err, true
+	}
+	if p.s == nil {
+		return untouched{}, nil, true
+	}
 	a, err, ok := p.s.Cached(sql)
 	if err != nil || a == nil {
 		return nil, err, ok
@@ -55,17 +113,79 @@ func (p policy) Cached(sql string) (proxy.Query, error, bool) {
 	return analysis{a}, nil, ok
 }
 
-func (p policy) Warm(sql string) { p.s.Warm(sql) }
+func (p policy) Warm(sql string) {
+	if p.s == nil {
+		return
+	}
+	if anonymize.Is(sql) {
+		if check, err := whereCheck(sql); err == nil {
+			p.s.Warm(check)
+		}
+		return
+	}
+	p.s.Warm(sql)
+}
 
-// analysis adapts masking.Analysis to proxy.Query.
-type analysis struct{ a *masking.Analysis }
+// anonymize plans an ANONYMIZE statement. For a masked role, its WHERE
+// first passes the predicate rules of any query of that role (checked by
+// analysing "SELECT 1 FROM table WHERE ..."), so that the command is never
+// an oracle.
+func (p policy) anonymize(sql string, check func(string) error) (proxy.Query, error) {
+	if !p.mayAnonymize {
+		return nil, notAllowed(p.user)
+	}
+	st, err := anonymize.Parse(sql)
+	if err != nil {
+		return nil, err
+	}
+	if p.s != nil {
+		text, err := whereCheck(sql)
+		if err != nil {
+			return nil, err
+		}
+		if err := check(text); err != nil {
+			var rej *masking.Rejection
+			if errors.As(err, &rej) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("pgveil: the WHERE clause of ANONYMIZE cannot be checked: %w", err)
+		}
+	}
+	plan, err := st.Plan(p.g.Config(), p.schemas, 0)
+	if err != nil {
+		return nil, err
+	}
+	rw := &proxy.Rewrite{SQL: plan.SQL, Params: plan.Params, ClientParams: plan.ClientParams}
+	if !plan.Explain {
+		rw.Tag = "ANONYMIZE"
+		rw.Notice = vacuumNotice(plan.Tables)
+	}
+	return rewritten{rw}, nil
+}
 
-func (q analysis) Statements() int { return q.a.Statements() }
+// whereCheck turns "[EXPLAIN] ANONYMIZE t WHERE ..." into "SELECT 1 FROM t
+// WHERE ...". A text it cannot split fails the analysis, never passes it.
+func whereCheck(sql string) (string, error) {
+	i := strings.Index(strings.ToLower(sql), "anonymize")
+	if i < 0 {
+		return "", errors.New("pgveil: not an ANONYMIZE statement")
+	}
+	return "SELECT 1 FROM " + sql[i+len("anonymize"):], nil
+}
 
-func (q analysis) Rewrite() *proxy.Rewrite { return nil }
+// vacuumNotice names the tables whose old row versions still hold the
+// overwritten values until VACUUM (which cannot run in a transaction).
+func vacuumNotice(tables []string) string {
+	return "pgveil: the old values stay in dead row versions of " + strings.Join(tables, ", ") +
+		" until VACUUM; run VACUUM ANALYZE on them after COMMIT, or use pgveil anonymize, which does"
+}
 
 func (p policy) Result(q proxy.Query, stmt int, fields []pgproto3.FieldDescription, formats []int16) (proxy.Masker, error) {
-	rm, err := p.s.Result(q.(analysis).a, stmt, fields, formats)
+	a, ok := q.(analysis)
+	if !ok {
+		return nil, nil
+	}
+	rm, err := p.s.Result(a.a, stmt, fields, formats)
 	if err != nil || rm == nil {
 		return nil, err
 	}
@@ -73,20 +193,60 @@ func (p policy) Result(q proxy.Query, stmt int, fields []pgproto3.FieldDescripti
 }
 
 func (p policy) CopyResult(q proxy.Query, stmt int) (proxy.Masker, error) {
-	cm, err := p.s.CopyResult(q.(analysis).a, stmt)
+	a, ok := q.(analysis)
+	if !ok {
+		return nil, nil
+	}
+	cm, err := p.s.CopyResult(a.a, stmt)
 	if err != nil || cm == nil {
 		return nil, err
 	}
 	return copyMasker{cm}, nil
 }
 
-func (p policy) Completed(q proxy.Query, stmt int) { p.s.Completed(q.(analysis).a, stmt) }
+func (p policy) Completed(q proxy.Query, stmt int) proxy.Names {
+	a, ok := q.(analysis)
+	if !ok {
+		return proxy.Names{}
+	}
+	return proxy.Names(p.s.Completed(a.a, stmt))
+}
+
+func (p policy) Forget(n proxy.Names) {
+	if p.s != nil {
+		p.s.Forget(masking.Names(n))
+	}
+}
 
 func (p policy) ScrubErrors(q proxy.Query, stmt int) bool {
-	return p.s.ScrubErrors(q.(analysis).a, stmt)
+	switch a := q.(type) {
+	case analysis:
+		return p.s.ScrubErrors(a.a, stmt)
+	case rewritten:
+		return p.s != nil // an ANONYMIZE's WHERE reads the table's PII
+	}
+	return false
 }
 
 func (p policy) Close() {}
+
+// analysis adapts masking.Analysis to proxy.Query.
+type analysis struct{ a *masking.Analysis }
+
+func (q analysis) Statements() int         { return q.a.Statements() }
+func (q analysis) Rewrite() *proxy.Rewrite { return nil }
+
+// rewritten is an ANONYMIZE, run as its plan.
+type rewritten struct{ rw *proxy.Rewrite }
+
+func (q rewritten) Statements() int         { return 1 }
+func (q rewritten) Rewrite() *proxy.Rewrite { return q.rw }
+
+// untouched is any statement of an unmasked session: not parsed, passed on.
+type untouched struct{}
+
+func (untouched) Statements() int         { return 1 << 30 }
+func (untouched) Rewrite() *proxy.Rewrite { return nil }
 
 type rowMasker struct{ r *masking.RowMasker }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgveil/pgveil/anonymize"
 	"github.com/pgveil/pgveil/rules"
 )
 
@@ -400,5 +401,85 @@ func TestAnonymizeRefusedForOtherRoles(t *testing.T) {
 	admin := p.connect(t, "app_admin")
 	if err := admin.QueryRow(ctx, "SELECT email FROM customers WHERE id = 1").Scan(&email); err != nil || email != "kari.nordmann@example.com" {
 		t.Fatalf("the refused ANONYMIZE changed the row: %q %v", email, err)
+	}
+}
+
+// anonymizeFixture adds customers 50 and 51 with a survey response each,
+// lets dpo change them, and makes sure the audit log exists.
+func anonymizeFixture(t *testing.T) {
+	ctx := testCtx(t)
+	err := db.Exec(ctx, `
+DELETE FROM survey_responses WHERE customer_id IN (50, 51); DELETE FROM customers WHERE id IN (50, 51);
+INSERT INTO customers VALUES (50, 'siri.dahl@example.com', 'Siri', '+4790000050', '1970-01-01', 'NO', now(), NULL),
+                             (51, 'per.lie@example.com', 'Per', '+4790000051', '1971-01-01', 'DK', now(), NULL);
+INSERT INTO survey_responses VALUES (50, 50, 7, 'Siri says hi'), (51, 51, 8, 'Per says hi')
+  ON CONFLICT (id) DO UPDATE SET comment = EXCLUDED.comment;
+GRANT SELECT, UPDATE, DELETE ON customers, survey_responses TO dpo;`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, db.DSN("postgres", "", "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := anonymize.EnsureAuditLog(ctx, conn, []string{"dpo"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAnonymizeThroughProxy(t *testing.T) {
+	anonymizeFixture(t)
+	p := startMaskingProxy(t, "")
+	ctx := testCtx(t)
+	c := p.connect(t, "dpo") // masked, and in roles.anonymize
+	admin := p.connect(t, "app_admin")
+	var pgErr *pgconn.PgError
+
+	// EXPLAIN previews and changes nothing.
+	rows := query(t, c, pgx.QueryExecModeSimpleProtocol, "EXPLAIN ANONYMIZE customers WHERE id IN (50, 51)")
+	if len(rows) < 4 {
+		t.Fatalf("EXPLAIN ANONYMIZE rows: %q", rows)
+	}
+	// A WHERE that is an oracle for a masked role is refused, as in any query.
+	if _, err := c.Exec(ctx, "ANONYMIZE customers WHERE email LIKE 's%'"); !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+		t.Fatalf("oracle WHERE: want 42501, got %v", err)
+	}
+	// Simple protocol, a lookup by email: the tag says how many.
+	tag, err := c.Exec(ctx, "ANONYMIZE customers WHERE email = 'siri.dahl@example.com'", pgx.QueryExecModeSimpleProtocol)
+	if err != nil || tag.String() != "ANONYMIZE 1" {
+		t.Fatalf("simple ANONYMIZE: %q %v", tag, err)
+	}
+	// Extended protocol with an array parameter, inside a transaction that rolls back.
+	tx, _ := c.Begin(ctx)
+	if tag, err := tx.Exec(ctx, "ANONYMIZE public.customers WHERE id = ANY($1)", []int64{51}); err != nil || tag.String() != "ANONYMIZE 1" {
+		t.Fatalf("extended ANONYMIZE: %q %v", tag, err)
+	}
+	tx.Rollback(ctx)
+	var email, comment string
+	if err := admin.QueryRow(ctx, "SELECT email FROM customers WHERE id = 51").Scan(&email); err != nil || email != "per.lie@example.com" {
+		t.Fatalf("rolled back ANONYMIZE changed the row: %q %v", email, err)
+	}
+	if tag, err := c.Exec(ctx, "ANONYMIZE customers WHERE id = ANY($1)", []int64{51}); err != nil || tag.String() != "ANONYMIZE 1" {
+		t.Fatalf("extended ANONYMIZE: %q %v", tag, err)
+	}
+	// Running it again changes nothing.
+	if tag, err := c.Exec(ctx, "ANONYMIZE customers WHERE id IN (50, 51)"); err != nil || tag.String() != "ANONYMIZE 0" {
+		t.Fatalf("second run: %q %v", tag, err)
+	}
+	for _, id := range []int{50, 51} {
+		var first *string
+		if err := admin.QueryRow(ctx, "SELECT c.email, c.first_name, s.comment FROM customers c JOIN survey_responses s ON s.customer_id = c.id WHERE c.id = $1", id).Scan(&email, &first, &comment); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(email, "@anonymized.invalid") || first == nil || *first != "***" ||
+			comment != "This comment has been anonymised based on customer request" {
+			t.Fatalf("customer %d after ANONYMIZE: %q %v %q", id, email, first, comment)
+		}
+	}
+	var logged int
+	owner := p.connect(t, "postgres") // the log is not for every role to read
+	if err := owner.QueryRow(ctx, "SELECT count(*) FROM pgveil.anonymize_log WHERE login_role = 'dpo' AND statement NOT LIKE '%siri%'").Scan(&logged); err != nil || logged < 2 {
+		t.Fatalf("audit log rows: %d %v", logged, err)
 	}
 }

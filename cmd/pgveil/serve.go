@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pgveil/pgveil/anonymize"
 	"github.com/pgveil/pgveil/masking"
 	"github.com/pgveil/pgveil/proxy"
 	"github.com/pgveil/pgveil/rules"
@@ -107,6 +108,7 @@ func serveUntil(ctx context.Context, path string, log *slog.Logger) error {
 	}
 	g := masking.NewGuard(cfg, log)
 	defer g.Close()
+	ensureAuditLog(ctx, cfg, log)
 	opts, err := proxyOptions(cfg, g)
 	if err != nil {
 		return err
@@ -164,6 +166,7 @@ func reload(srv *proxy.Server, g *masking.Guard, path string, log *slog.Logger) 
 		var opts proxy.Options
 		if opts, err = proxyOptions(cfg, g); err == nil {
 			g.Reload(cfg)
+			ensureAuditLog(context.Background(), cfg, log)
 			srv.Reload(opts)
 			log.Info("configuration reloaded", "path", path)
 			return
@@ -249,4 +252,24 @@ func startCPUProfile(path string) (stop func(), err error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// ensureAuditLog creates pgveil.anonymize_log when the rules let a role
+// run ANONYMIZE, with the proxy's own connection. Without the log every
+// ANONYMIZE fails (and changes nothing), so a failure here is logged loudly
+// but does not stop the proxy.
+func ensureAuditLog(ctx context.Context, cfg *rules.Config, log *slog.Logger) {
+	if len(cfg.Roles.Anonymize) == 0 || len(cfg.Tables) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := adminConnect(ctx, cfg, "")
+	if err == nil {
+		defer conn.Close(context.Background())
+		err = anonymize.EnsureAuditLog(ctx, conn, cfg.Roles.Anonymize)
+	}
+	if err != nil {
+		log.Error("cannot create the ANONYMIZE audit log "+anonymize.AuditTable+"; ANONYMIZE will fail until it exists", "err", err)
+	}
 }
