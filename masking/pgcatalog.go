@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
@@ -28,6 +29,9 @@ type dbCatalog struct {
 	rules *rules.Config
 	rels  *expirable.LRU[string, relResult]
 	funcs *expirable.LRU[string, funcResult]
+
+	origins    atomic.Pointer[originSet] // nil until first loaded
+	refreshing atomic.Bool
 }
 
 type relResult struct {
@@ -262,4 +266,80 @@ func searchPath(setting, user string) []string {
 		}
 	}
 	return append([]string{"pg_catalog"}, path...)
+}
+
+// origin is a column as RowDescription names it.
+type origin struct {
+	table  uint32
+	attnum int16
+}
+
+// originSet maps every protected column of a database, partitions and
+// inheritance children included, to its rule and source.
+type originSet struct {
+	cols   map[origin]protectedCol
+	loaded time.Time
+}
+
+type protectedCol struct {
+	rule   *rules.Column
+	source string
+}
+
+const originsSQL = `
+WITH RECURSIVE t(oid, root) AS (
+  SELECT c.oid, n.nspname || '.' || c.relname
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname || '.' || c.relname = ANY($1)
+  UNION SELECT i.inhrelid, t.root FROM pg_catalog.pg_inherits i JOIN t ON i.inhparent = t.oid)
+SELECT t.oid, t.root, a.attname, a.attnum FROM t
+JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped`
+
+// protectedColumns returns the protected columns, loading them on first
+// use and refreshing them in the background once they are older than
+// catalogTTL, so that a caller on an event loop never waits.
+func (c *dbCatalog) protectedColumns() *originSet {
+	set := c.origins.Load()
+	if set == nil {
+		c.refreshOrigins()
+		return c.origins.Load()
+	}
+	if time.Since(set.loaded) > catalogTTL && c.refreshing.CompareAndSwap(false, true) {
+		go func() {
+			defer c.refreshing.Store(false)
+			c.refreshOrigins()
+		}()
+	}
+	return set
+}
+
+// refreshOrigins reads the protected columns; on failure it keeps the set
+// it had (an empty one the first time).
+func (c *dbCatalog) refreshOrigins() {
+	ctx, cancel := context.WithTimeout(context.Background(), catalogQueryTimeout)
+	defer cancel()
+	names := make([]string, 0, len(c.rules.Tables))
+	for name := range c.rules.Tables {
+		names = append(names, name)
+	}
+	set := &originSet{cols: map[origin]protectedCol{}, loaded: time.Now()}
+	rows, err := c.pool.Query(ctx, originsSQL, names)
+	if err == nil {
+		for rows.Next() {
+			var o origin
+			var root, col string
+			if rows.Scan(&o.table, &root, &col, &o.attnum) != nil {
+				continue
+			}
+			if rule := c.rules.Tables[root].Columns[col]; rule != nil {
+				set.cols[o] = protectedCol{rule, root + "." + col}
+			}
+		}
+		rows.Close()
+		err = rows.Err()
+	}
+	if err != nil && c.origins.Load() != nil {
+		return
+	}
+	c.origins.Store(set)
 }

@@ -112,6 +112,7 @@ func (g *Guard) Open(user, database string, params map[string]string, exec func(
 	if err != nil {
 		return nil, err
 	}
+	db.protectedColumns() // loaded now, while blocking is allowed
 	path := searchPath(rows[0][0], user)
 	s := newSession(g, user, database, &sessionCatalog{db: db, path: path}, path)
 	s.cfg, s.gen, s.db = cfg, gen, db
@@ -197,6 +198,8 @@ type Session struct {
 		fields  []pgproto3.FieldDescription // types and origins, names left out
 		formats []int16
 		masker  *RowMasker
+		// protected is the set of protected columns the masker was checked against.
+		protected *originSet
 	}
 }
 
@@ -344,16 +347,21 @@ func (s *Session) Result(a *Analysis, idx int, fields []pgproto3.FieldDescriptio
 	if st == nil {
 		return nil, fmt.Errorf("pgveil: result for statement %d of a %d-statement query", idx+1, len(a.plan.Statements))
 	}
-	if s.sameShape(st, outs, fields, formats) {
+	var protected *originSet
+	if s.db != nil {
+		protected = s.db.protectedColumns()
+	}
+	if s.sameShape(st, outs, fields, formats) && s.last.protected == protected {
 		return s.last.masker, nil
 	}
 	cols := columnOutputs(st, outs, fields)
+	markProtected(cols, fields, protected)
 	types := make([]uint32, len(fields))
 	for i, f := range fields {
 		types[i] = f.DataTypeOID
 	}
 	m := NewRowMasker(cols, types, formats, s.g.key)
-	s.last.st, s.last.outs, s.last.masker = st, outs, m
+	s.last.st, s.last.outs, s.last.masker, s.last.protected = st, outs, m, protected
 	s.last.formats = append(s.last.formats[:0], formats...)
 	s.last.fields = s.last.fields[:0]
 	for _, f := range fields {
@@ -402,6 +410,23 @@ func columnOutputs(st *StatementPlan, outs []Output, fields []pgproto3.FieldDesc
 		}
 	}
 	return cols
+}
+
+// markProtected masks every column whose RowDescription origin is a
+// protected column of the database, whatever the plan says: a plan cached
+// before someone else's DDL may be stale, the database-wide set is not.
+func markProtected(cols []Output, fields []pgproto3.FieldDescription, set *originSet) {
+	if set == nil {
+		return
+	}
+	for i, f := range fields {
+		if f.TableOID == 0 || cols[i].Masked() {
+			continue
+		}
+		if p, ok := set.cols[origin{f.TableOID, int16(f.TableAttributeNumber)}]; ok {
+			cols[i] = Output{Sources: []string{p.source}, Plain: true, Strategy: p.rule.Mask}
+		}
+	}
 }
 
 func originOf(origins []Origin, f pgproto3.FieldDescription) *Origin {
