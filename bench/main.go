@@ -27,6 +27,7 @@ type config struct {
 	pgveil      string
 	pgbouncer   string
 	upstream    string
+	anonRows    int
 	user        string
 	db          string
 	scale       int
@@ -74,6 +75,7 @@ func parseFlags(args []string) (config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&c.pgveil, "pgveil", "bin/pgveil", "pgveil binary to benchmark")
 	fs.StringVar(&c.pgbouncer, "pgbouncer", "", "pgbouncer binary (default: PATH, then /usr/sbin/pgbouncer)")
+	fs.IntVar(&c.anonRows, "anonymize-rows", 50000, "customers (with 3 child rows each) for the ANONYMIZE benchmark; 0 skips it")
 	fs.StringVar(&c.upstream, "upstream", "", "host:port of an existing PostgreSQL (default: start a throwaway one)")
 	fs.StringVar(&c.user, "user", "postgres", "role for --upstream (password from PGPASSWORD)")
 	fs.StringVar(&c.db, "db", "postgres", "database to run pgbench in")
@@ -142,6 +144,11 @@ func bench(ctx context.Context, cfg config, undo *cleanups) error {
 		return err
 	}
 	rep := newReport(cfg, up, targets, runs, skipped)
+	if cfg.anonRows > 0 {
+		if rep.Anonymize, err = benchAnonymize(ctx, cfg, up); err != nil {
+			return err
+		}
+	}
 	rep.print(os.Stdout)
 	if cfg.jsonPath != "" {
 		return rep.writeJSON(cfg.jsonPath)

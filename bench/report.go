@@ -18,6 +18,8 @@ type report struct {
 	Settings settings `json:"settings"`
 	Skipped  []string `json:"skipped,omitempty"`
 	Rows     []row    `json:"results"`
+	// Anonymize is the ANONYMIZE benchmark, when it ran.
+	Anonymize *anonResult `json:"anonymize,omitempty"`
 }
 
 // machine describes where the numbers come from.
@@ -148,6 +150,9 @@ func (rep report) print(w io.Writer) {
 			orDash(r.CPUUsPerTxn, "%.1f"), orDash(r.TPSVsPgbouncer, "%.2fx"), orDash(r.CPUVsPgbouncer, "%.2fx"))
 	}
 	_ = tw.Flush()
+	if rep.Anonymize != nil {
+		rep.Anonymize.print(w)
+	}
 }
 
 // orDash formats v, or "-" when it is missing.
