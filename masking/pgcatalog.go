@@ -61,13 +61,23 @@ func (c *dbCatalog) forget() {
 
 // relation resolves name in the first of schemas that has it.
 func (c *dbCatalog) relation(schemas []string, name string) (*Relation, error) {
+	r := cached(c.rels, schemas, name, func() relResult {
+		rel, err := c.readRelation(schemas, name)
+		return relResult{rel, err}
+	})
+	return r.rel, r.err
+}
+
+// cached returns the cached result for a name in schemas, reading and
+// caching it on a miss.
+func cached[V any](cache *expirable.LRU[string, V], schemas []string, name string, read func() V) V {
 	key := strings.Join(schemas, ",") + "\x00" + name
-	if r, ok := c.rels.Get(key); ok {
-		return r.rel, r.err
+	if v, ok := cache.Get(key); ok {
+		return v
 	}
-	rel, err := c.readRelation(schemas, name)
-	c.rels.Add(key, relResult{rel, err})
-	return rel, err
+	v := read()
+	cache.Add(key, v)
+	return v
 }
 
 const relationSQL = `
@@ -176,13 +186,11 @@ ORDER BY array_position($2, n.nspname::text), (l.lanname IN ('internal', 'c')) L
 // Of overloads, one written in SQL or a procedural language wins, so that
 // the analyser sees the riskiest candidate.
 func (c *dbCatalog) function(schemas []string, name string) (*Function, error) {
-	key := strings.Join(schemas, ",") + "\x00" + name
-	if r, ok := c.funcs.Get(key); ok {
-		return r.fn, r.err
-	}
-	fn, err := c.readFunction(schemas, name)
-	c.funcs.Add(key, funcResult{fn, err})
-	return fn, err
+	r := cached(c.funcs, schemas, name, func() funcResult {
+		fn, err := c.readFunction(schemas, name)
+		return funcResult{fn, err}
+	})
+	return r.fn, r.err
 }
 
 func (c *dbCatalog) readFunction(schemas []string, name string) (*Function, error) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/csv"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -80,8 +79,7 @@ func runAnonymize(args []string, stdout, stderr io.Writer) int {
 // parseAnonymizeFlags reads the flags. code is the exit status when the
 // command must stop here, else -1.
 func parseAnonymizeFlags(args []string, stderr io.Writer) (opts anonymizeOptions, code int) {
-	fs := flag.NewFlagSet("anonymize", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("anonymize", anonymizeUsage, stderr)
 	fs.StringVar(&opts.config, "config", "pgveil.yaml", "configuration file")
 	fs.StringVar(&opts.table, "table", "", "the table to anonymize, as in the rules (public.customers) or unqualified")
 	fs.StringVar(&opts.keys, "keys", "", "file of keys, one per line, or CSV with --column (- for standard input)")
@@ -89,10 +87,6 @@ func parseAnonymizeFlags(args []string, stderr io.Writer) (opts anonymizeOptions
 	fs.StringVar(&opts.dsn, "dsn", "", "connection `URL` or keyword/value string (default: the libpq environment)")
 	fs.IntVar(&opts.batch, "batch", 10000, "keys per transaction")
 	fs.BoolVar(&opts.initAudit, "init-audit", false, "create the audit log pgveil.anonymize_log when absent")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, anonymizeUsage)
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		return opts, usageStatus(err)
 	}

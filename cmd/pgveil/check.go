@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -24,15 +23,8 @@ import (
 // the environment set no connect_timeout.
 const defaultConnectTimeout = 30 * time.Second
 
-func runCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	config := fs.String("config", "pgveil.yaml", "configuration file")
-	dsn := fs.String("dsn", "", "connection `URL` or keyword/value string (default: admin_dsn, else the libpq environment)")
-	var lf logFlags
-	lf.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, `Usage: pgveil check --config FILE [--dsn URL]
+// checkUsage is pgveil check --help.
+const checkUsage = `Usage: pgveil check --config FILE [--dsn URL]
 
 Checks the rules against the live database and prints every problem, sorted
 by key, then a summary: every declared table and column exists; each mask
@@ -52,19 +44,20 @@ check where the proxy runs.
 Exit status: 0 when the rules fit the database (warnings allowed), 1 when
 there are errors or the database cannot be reached, 2 on a usage error.
 
-Flags:`)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return usageStatus(err)
+Flags:`
+
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("check", checkUsage, stderr)
+	config := fs.String("config", "pgveil.yaml", "configuration file")
+	dsn := fs.String("dsn", "", "connection `URL` or keyword/value string (default: admin_dsn, else the libpq environment)")
+	var lf logFlags
+	lf.register(fs)
+	log, status, ok := parseLogged(fs, &lf, args, stderr)
+	if !ok {
+		return status
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "pgveil check: unexpected argument %q (flags only; see pgveil check --help)\n", fs.Arg(0))
-		return 2
-	}
-	log, err := lf.logger(stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "pgveil:", err)
 		return 2
 	}
 	cfg, code := loadForCheck(*config, stdout, stderr)

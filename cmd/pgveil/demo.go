@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,22 +15,13 @@ import (
 )
 
 func runDemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("demo", "Usage: pgveil demo [--listen host:port]\n\nStarts a throwaway PostgreSQL cluster in a temporary directory, starts the\nproxy in front of it and prints how to connect. Ctrl-C stops both and\nremoves the directory. Needs PostgreSQL's server binaries\n(Debian: apt-get install -y postgresql).\nExit status: 0 after Ctrl-C, 1 on failure, 2 on a usage error.\n\nFlags:", stderr)
 	listen := fs.String("listen", "127.0.0.1:6432", "where the demo proxy listens")
 	var lf logFlags
 	lf.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: pgveil demo [--listen host:port]\n\nStarts a throwaway PostgreSQL cluster in a temporary directory, starts the\nproxy in front of it and prints how to connect. Ctrl-C stops both and\nremoves the directory. Needs PostgreSQL's server binaries\n(Debian: apt-get install -y postgresql).\nExit status: 0 after Ctrl-C, 1 on failure, 2 on a usage error.\n\nFlags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return usageStatus(err)
-	}
-	log, err := lf.logger(stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "pgveil:", err)
-		return 2
+	log, status, ok := parseLogged(fs, &lf, args, stderr)
+	if !ok {
+		return status
 	}
 	if err := demo(*listen, stdout, log); err != nil {
 		fmt.Fprintln(stderr, "pgveil demo:", err)

@@ -11,8 +11,10 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 )
 
@@ -62,4 +64,31 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nRun 'pgveil <command> --help' for a command's flags.")
 	fmt.Fprintln(w, "Exit status: 0 success, 1 failure, 2 usage error.")
+}
+
+// newFlags creates a command's flag set: errors and usage go to stderr,
+// and --help prints usage followed by the flags.
+func newFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseLogged parses a command's flags, log flags included, and builds its
+// logger. When the command must stop, ok is false and status is its exit
+// status (0 after --help, 2 for a usage error).
+func parseLogged(fs *flag.FlagSet, lf *logFlags, args []string, stderr io.Writer) (log *slog.Logger, status int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		return nil, usageStatus(err), false
+	}
+	log, err := lf.logger(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "pgveil:", err)
+		return nil, 2, false
+	}
+	return log, 0, true
 }

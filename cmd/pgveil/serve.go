@@ -51,23 +51,14 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("serve", "Usage: pgveil [serve] --config FILE\n\nRuns the proxy. SIGHUP reloads the configuration; SIGTERM or SIGINT stops\naccepting clients, lets running queries finish (shutdown_timeout), then exits.\nExit status: 0 after a clean shutdown, 1 on failure, 2 on a usage error.\n\nFlags:", stderr)
 	config := fs.String("config", "pgveil.yaml", "configuration file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until the proxy stops (for performance work)")
 	var lf logFlags
 	lf.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: pgveil [serve] --config FILE\n\nRuns the proxy. SIGHUP reloads the configuration; SIGTERM or SIGINT stops\naccepting clients, lets running queries finish (shutdown_timeout), then exits.\nExit status: 0 after a clean shutdown, 1 on failure, 2 on a usage error.\n\nFlags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return usageStatus(err)
-	}
-	log, err := lf.logger(stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "pgveil:", err)
-		return 2
+	log, status, ok := parseLogged(fs, &lf, args, stderr)
+	if !ok {
+		return status
 	}
 	if *cpuProfile != "" {
 		stop, err := startCPUProfile(*cpuProfile)
