@@ -53,7 +53,10 @@ func (a *analyzer) value(n *pg.Node, sc *scope) lineage {
 		if x.XmlExpr.GetOp() == pg.XmlExprOp_IS_XMLPARSE {
 			a.mayFail(l, "XMLPARSE")
 		}
+		a.totalNode(n, l, sc)
 		return l
+	case *pg.Node_AArrayExpr:
+		return a.arrayConstructor(x.AArrayExpr, sc)
 	case *pg.Node_Constraint:
 		a.constraint(x.Constraint, sc)
 		return a.childValues(n, sc)
@@ -65,7 +68,9 @@ func (a *analyzer) value(n *pg.Node, sc *scope) lineage {
 	case nodeStmt:
 		return derive(a.nested(n))
 	case nodeValue, nodePart:
-		return a.childValues(n, sc)
+		l := a.childValues(n, sc)
+		a.totalNode(n, l, sc)
+		return l
 	}
 	a.unsupported(n)
 	return lineage{}
@@ -146,11 +151,12 @@ func (a *analyzer) nullTest(l lineage) lineage {
 // aExpr analyses operators. NULLIF compares; division and modulo by a
 // PII-derived value fail for some values (an error oracle).
 func (a *analyzer) aExpr(e *pg.A_Expr, sc *scope) lineage {
-	return a.aExprOf(e, a.value(e.GetLexpr(), sc), a.value(e.GetRexpr(), sc))
+	return a.aExprOf(e, a.value(e.GetLexpr(), sc), a.value(e.GetRexpr(), sc), sc)
 }
 
-// aExprOf checks an operator given the lineage of its operands.
-func (a *analyzer) aExprOf(e *pg.A_Expr, left, right lineage) lineage {
+// aExprOf checks an operator given the lineage of its operands, in the
+// order they are written.
+func (a *analyzer) aExprOf(e *pg.A_Expr, left, right lineage, sc *scope) lineage {
 	l := derive(left, right)
 	if !l.pii() || a.views > 0 {
 		return l
@@ -164,6 +170,7 @@ func (a *analyzer) aExprOf(e *pg.A_Expr, left, right lineage) lineage {
 	case e.GetKind() == pg.A_Expr_Kind_AEXPR_OP && (opName(e) == "/" || opName(e) == "%"):
 		a.refusePII("division", "dividing by or into it", l, "")
 	}
+	a.totalOperator(e, left, right, sc)
 	return l
 }
 
@@ -217,7 +224,22 @@ func (a *analyzer) subLink(s *pg.SubLink, sc *scope) lineage {
 	if s.GetSubLinkType() == pg.SubLinkType_EXISTS_SUBLINK {
 		return lineage{}
 	}
+	if names := stringFields(s.GetOperName()); len(names) > 0 && a.views == 0 {
+		a.subLinkOperator(names[len(names)-1], test, out.all())
+	}
 	return derive(test, out.all())
+}
+
+// subLinkOperator checks the operator of x op ANY/ALL (subquery) as
+// totalOperator does: no pattern built from a value, nothing that can fail.
+func (a *analyzer) subLinkOperator(op string, test, rows lineage) {
+	switch {
+	case patternOperators[op] && rows.pii():
+		a.refusePII("operator "+op, "the operator "+op+" on it", rows,
+			"a pattern built from a value can be invalid, which tells values apart")
+	case !patternOperators[op] && (!totalOperators[op] || op == "||") && derive(test, rows).pii():
+		a.refusePII("operator "+op, "the operator "+op+" on it", derive(test, rows), errorHint)
+	}
 }
 
 // caseExpr analyses CASE. Its conditions are predicates wherever the CASE
@@ -289,11 +311,12 @@ func (a *analyzer) pred(n *pg.Node, sc *scope, construct string) {
 		a.step()
 		e := x.AExpr
 		left, right := a.value(e.GetLexpr(), sc), a.value(e.GetRexpr(), sc)
+		col, other := left, right
 		if isConstant(e.GetLexpr()) {
-			left, right = right, left
+			col, other = right, left
 		}
-		a.comparison(left, right, isLookupShape(e), construct)
-		a.aExprOf(e, left, right)
+		a.comparison(col, other, isLookupShape(e), construct)
+		a.aExprOf(e, left, right, sc)
 		return
 	}
 	if l := a.value(n, sc); l.pii() && a.views == 0 {
@@ -329,13 +352,52 @@ func isLookupShape(e *pg.A_Expr) bool {
 	}
 	switch e.GetKind() {
 	case pg.A_Expr_Kind_AEXPR_OP:
-		return opName(e) == "=" && (isConstant(left) || isConstant(right))
+		return opName(e) == "=" && (lookupConstant(left) || lookupConstant(right))
 	case pg.A_Expr_Kind_AEXPR_IN:
-		return (opName(e) == "=" || opName(e) == "<>") && isConstant(right)
+		return (opName(e) == "=" || opName(e) == "<>") && lookupConstant(right)
 	case pg.A_Expr_Kind_AEXPR_OP_ANY:
-		return opName(e) == "=" && isConstant(right)
+		return opName(e) == "=" && lookupConstant(right)
 	}
 	return false
+}
+
+// lookupTypes are the built-in types a lookup constant may be cast to.
+// Another type (a domain, or citext) or a COLLATE clause could bring a
+// collation under which = matches more than the value itself: a
+// nondeterministic collation that ignores case, accents or chosen
+// characters turns a lookup into a pattern match.
+var lookupTypes = map[string]bool{"text": true, "varchar": true, "bpchar": true, "char": true,
+	"character": true, "character varying": true, "name": true, "int2": true, "int4": true,
+	"int8": true, "int": true, "integer": true, "smallint": true, "bigint": true, "numeric": true,
+	"decimal": true, "date": true, "timestamp": true, "timestamptz": true, "uuid": true,
+	"bool": true, "boolean": true, "float4": true, "float8": true, "bytea": true, "oid": true}
+
+// lookupConstant reports whether n is a constant or parameter a lookup
+// may compare with: constants and parameters, cast to built-in types,
+// arrays and lists of them; no COLLATE.
+func lookupConstant(n *pg.Node) bool {
+	switch x := n.GetNode().(type) {
+	case *pg.Node_AConst, *pg.Node_ParamRef:
+		return true
+	case *pg.Node_TypeCast:
+		names := stringFields(x.TypeCast.GetTypeName().GetNames())
+		builtin := len(names) == 1 || len(names) == 2 && names[0] == "pg_catalog"
+		return builtin && lookupTypes[names[len(names)-1]] && lookupConstant(x.TypeCast.GetArg())
+	case *pg.Node_AArrayExpr:
+		return allLookupConstant(x.AArrayExpr.GetElements())
+	case *pg.Node_List:
+		return allLookupConstant(x.List.GetItems())
+	}
+	return false
+}
+
+func allLookupConstant(list []*pg.Node) bool {
+	for _, n := range list {
+		if !lookupConstant(n) {
+			return false
+		}
+	}
+	return true
 }
 
 // isConstant reports whether n is made of constants and parameters only.

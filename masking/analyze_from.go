@@ -37,7 +37,7 @@ func (a *analyzer) fromItem(n *pg.Node, sc *scope) *item {
 	case *pg.Node_RangeTableSample:
 		s := x.RangeTableSample
 		for _, arg := range append(append([]*pg.Node{}, s.GetArgs()...), s.GetRepeatable()) {
-			a.value(arg, sc)
+			a.limit(arg, sc, "TABLESAMPLE") // the sample's size follows its arguments
 		}
 		return a.fromItem(s.GetRelation(), sc)
 	default:

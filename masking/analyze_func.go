@@ -10,7 +10,12 @@ import (
 func (a *analyzer) funcCall(fc *pg.FuncCall, sc *scope) lineage {
 	schema, name := funcName(fc.GetFuncname())
 	args := a.values(fc.GetArgs(), sc)
-	a.checkFunction(schema, name, fc, args, sc)
+	if schema == "" && a.fieldNotation(name, fc, sc) {
+		// email(c) reads the column c.email, as c.email reads email(c).
+		a.checkFunction(schema, name, nil, args, sc)
+	} else {
+		a.checkFunction(schema, name, fc, args, sc)
+	}
 	a.pred(fc.GetAggFilter(), sc, "FILTER")
 	result := derive(args...)
 	if fc.GetAggWithinGroup() {
@@ -28,6 +33,25 @@ func (a *analyzer) funcCall(fc *pg.FuncCall, sc *scope) lineage {
 		return a.count(fc, args, sc)
 	}
 	return result
+}
+
+// fieldNotation reports whether f(c) may be the functional notation of the
+// column c.f: one argument naming a FROM entry that has a column f.
+func (a *analyzer) fieldNotation(name string, fc *pg.FuncCall, sc *scope) bool {
+	args := fc.GetArgs()
+	if len(args) != 1 || fc.GetAggStar() || fc.GetAggDistinct() || fc.GetOver() != nil {
+		return false
+	}
+	fields := stringFields(args[0].GetColumnRef().GetFields())
+	if len(fields) != 1 {
+		return false
+	}
+	for _, it := range sc.named("", fields[0]) {
+		if _, ok := it.find(name); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func isCount(schema, name string) bool {
@@ -95,22 +119,55 @@ func (a *analyzer) checkFunction(schema, name string, fc *pg.FuncCall, args []li
 		a.refusePII("function "+name, "the set-returning function "+name+" over it", l,
 			"the number of rows it returns can tell what the value is")
 	}
-	a.allowedFunction(schema, name)
+	var withPII lineage
+	if fc != nil {
+		withPII = l
+	}
+	f := a.allowedFunction(schema, name, withPII)
+	if f != nil && f.Schema == "pg_catalog" && fc != nil && l.pii() && !setReturning[name] {
+		a.totalCall(name, fc, args, sc)
+	}
 }
 
 // allowedFunction refuses a function outside pg_catalog that the rules do
-// not allow. A name the catalog does not know does not exist (the server
-// raises the error) or is a column read in function notation.
-func (a *analyzer) allowedFunction(schema, name string) {
+// not allow, and returns what the catalog knows of it. A name the catalog
+// does not know does not exist (the server raises the error) or is a
+// column read in function notation; but a call of an unknown function on
+// a PII-derived value is refused (withPII): the function may exist by the
+// time the server runs the text, or in a schema the analyser does not
+// search (pg_temp, whose functions are refused by name).
+func (a *analyzer) allowedFunction(schema, name string, withPII lineage) *Function {
 	a.st.resolved = true
+	if isTempSchema(schema) {
+		a.refuse("function "+schema+"."+name, "functions in pg_temp are not in allow_functions")
+	}
 	f, err := a.cat.Function(schema, name)
 	if err != nil {
 		a.catalogError(err)
 	}
-	if f == nil || f.Allowed || f.Schema == "pg_catalog" {
-		return
+	switch {
+	case f == nil && withPII.pii() && a.views == 0:
+		fn := qualifiedName(schema, name)
+		a.refusePII("function "+fn, "passing it to function "+fn+", which pgveil does not know,", withPII,
+			"the function may exist by the time the statement runs")
+	case f == nil || f.Allowed || f.Schema == "pg_catalog":
+		return f
 	}
 	a.refuse("function "+f.Schema+"."+f.Name, "language "+f.Language+"; not in allow_functions")
+	return nil
+}
+
+// isTempSchema reports whether schema names a session's temporary schema.
+func isTempSchema(schema string) bool {
+	s := strings.ToLower(schema)
+	return strings.HasPrefix(s, "pg_temp") || strings.HasPrefix(s, "pg_toast_temp")
+}
+
+func qualifiedName(schema, name string) string {
+	if schema == "" {
+		return name
+	}
+	return schema + "." + name
 }
 
 // sqlRunners run a query given as text, read whole tables, files or the
@@ -127,7 +184,7 @@ var sqlRunners = map[string]bool{
 	"pg_logical_slot_get_binary_changes": true, "pg_logical_slot_peek_binary_changes": true,
 	"get_raw_page": true, "heap_page_items": true, "heap_page_item_attrs": true,
 	"tuple_data_split": true, "bt_page_items": true, "brin_page_items": true, "gin_leafpage_items": true,
-	"pg_stat_get_activity": true, "pg_stat_statements": true,
+	"pg_stat_get_activity": true, "pg_stat_statements": true, "pg_stat_get_backend_activity": true,
 }
 
 func runsOnItsOwn(name string) bool {

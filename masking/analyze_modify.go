@@ -20,9 +20,14 @@ func (a *analyzer) modify(n *pg.Node, outer *scope) *item {
 	return nil
 }
 
-// target adds the written relation to sc.
+// target adds the written relation to sc. Writing to a relation that
+// holds PII counts as reading it: the server's errors quote the rows it
+// writes, whole ("Failing row contains (...)" of a NOT NULL or CHECK
+// violation, the existing row of ON CONFLICT DO UPDATE), so they are
+// scrubbed.
 func (a *analyzer) target(rv *pg.RangeVar, sc *scope) *item {
 	it := a.rangeVar(rv, sc)
+	a.read(it.all())
 	sc.items = append(sc.items, it)
 	sc.top = append(sc.top, it)
 	return it

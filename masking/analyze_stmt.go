@@ -104,7 +104,14 @@ func (a *analyzer) sessionStatement(n *pg.Node) (StatementPlan, bool) {
 		sp := StatementPlan{Tag: "PREPARE", Prepared: x.PrepareStmt.GetName()}
 		return withOutputs(sp, a.preparable(x.PrepareStmt.GetQuery())), true
 	case *pg.Node_ExecuteStmt:
-		a.values(x.ExecuteStmt.GetParams(), newScope(nil))
+		// The prepared statement was analysed with its parameters taken
+		// as the client's constants: a parameter computed from PII would
+		// reach whatever the statement does with it (a lookup, set_config).
+		for _, l := range a.values(x.ExecuteStmt.GetParams(), newScope(nil)) {
+			if l.pii() && a.views == 0 {
+				a.refusePII("EXECUTE", "passing it as a parameter of EXECUTE", l, "")
+			}
+		}
 		a.st.unseen = true
 		return StatementPlan{Tag: "EXECUTE", Prepared: x.ExecuteStmt.GetName()}, true
 	case *pg.Node_DeallocateStmt:

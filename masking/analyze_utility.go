@@ -88,6 +88,7 @@ var refusedStatements = map[string][2]string{
 func (a *analyzer) utility(n *pg.Node) StatementPlan {
 	tag := utilityTag(n)
 	a.checkUtility(n, tag)
+	a.readRelations(n)
 	sc := newScope(nil)
 	for _, rv := range utilityRelations(n) {
 		sc.items = append(sc.items, a.rangeVar(rv, sc))
@@ -98,6 +99,25 @@ func (a *analyzer) utility(n *pg.Node) StatementPlan {
 		}
 	})
 	return StatementPlan{Tag: tag, ChangesCatalog: !keepsCatalog[nodeType(n)]}
+}
+
+// readRelations marks the statement as reading the PII of every relation
+// it names: the server's errors about them can quote their rows (a unique
+// index built over duplicates, a materialized view refreshed with them),
+// so they are scrubbed.
+func (a *analyzer) readRelations(n *pg.Node) {
+	var walk func(n *pg.Node)
+	walk = func(n *pg.Node) {
+		if rv := n.GetRangeVar(); rv != nil {
+			if rel := a.relation(rv.GetSchemaname(), rv.GetRelname()); rel != nil {
+				a.read(a.relationItem(rel).all())
+			}
+		}
+		for _, kid := range children(n) {
+			walk(kid)
+		}
+	}
+	walk(n)
 }
 
 func utilityTag(n *pg.Node) string {
@@ -208,7 +228,9 @@ func (a *analyzer) copyStmt(c *pg.CopyStmt) StatementPlan {
 	sp := StatementPlan{Tag: "COPY"}
 	sc := newScope(nil)
 	if c.GetIsFrom() {
-		sc.items = append(sc.items, a.rangeVar(c.GetRelation(), sc))
+		it := a.rangeVar(c.GetRelation(), sc)
+		a.read(it.all()) // errors quote the rows written, and exclusion constraints the rows they meet
+		sc.items = append(sc.items, it)
 		a.pred(c.GetWhereClause(), sc, "COPY ... WHERE")
 		return sp
 	}

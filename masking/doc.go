@@ -59,9 +59,24 @@
 //     JSON_TABLE row patterns, and set-returning functions whose number of
 //     rows follows the value. Two exceptions: IS [NOT] NULL of a column, and
 //     for a column declared lookup, = / IN / = ANY against constants or
-//     parameters (the row comes back masked). Division, modulo and casts to
-//     types other than text fail for some values: an error tells them
-//     apart, so they are refused on PII too.
+//     parameters (the row comes back masked); the constants may be cast to
+//     built-in types only and carry no COLLATE, since a nondeterministic
+//     collation (or a domain or citext) makes = match more than the value.
+//     TABLESAMPLE arguments count as a LIMIT.
+//   - Errors. A computation that fails for some values and not for others
+//     tells them apart even when the error's text is withheld
+//     (power(0, position('k' in email) - 1), ascii(email) * 20000000). A
+//     PII-derived value may flow only through operations that cannot fail
+//     whatever it holds (analyze_total.go): the pg_catalog functions of
+//     totalFunctions in the argument positions listed there (lower,
+//     length, md5, concat, left(x, n) with x PII, to_json, string_agg...),
+//     text casts, ||, comparisons, JSON field access, patterns matched
+//     against a constant pattern, and the constructors (ROW, CASE results,
+//     COALESCE, XMLELEMENT, ARRAY[] unless it combines arrays whose shape
+//     may follow a value, likewise array_agg and array ||). Anything else
+//     on a PII-derived value is refused: arithmetic, casts to other types,
+//     division, parsing (JSON, XML, dates, numbers), a pattern, format
+//     string, JSON key or encoding built from a value, SQL/JSON queries.
 //   - Grouping. GROUP BY, DISTINCT, PARTITION BY and UNION compare values.
 //     On a plain column they are allowed when the query orders its rows by
 //     non-PII expressions (else the rows come back sorted by the hidden
@@ -69,7 +84,9 @@
 //     constant) they are refused, as is count(DISTINCT) of one.
 //   - Writes. A PII-derived value may not be written anywhere: INSERT,
 //     UPDATE ... SET, MERGE, ON CONFLICT DO UPDATE, CREATE TABLE AS, SELECT
-//     INTO, COPY TO a file or program; nor stored as a query: CREATE VIEW,
+//     INTO, COPY TO a file or program, nor passed as a parameter of EXECUTE
+//     (the prepared statement was analysed with its parameters taken as
+//     the client's constants); nor stored as a query: CREATE VIEW,
 //     CREATE MATERIALIZED VIEW, CREATE FUNCTION, CREATE POLICY, index and
 //     constraint expressions that read PII. A FOREIGN KEY to a PII column is
 //     refused (each write would test whether a value exists).
@@ -91,7 +108,17 @@
 //     LOCAL, RESET, RESET ALL, ALTER ROLE/DATABASE ... SET of them) and
 //     set_config of these or of a setting name that is not a constant: the
 //     session must stay the role it logged in as, resolving names the way
-//     the Catalog does.
+//     the Catalog does. Functions named in pg_temp are refused (the
+//     Catalog does not search it), and so is a function the Catalog does
+//     not know called on a PII-derived value: it may exist by the time the
+//     text runs.
+//
+// Writing to a relation that holds PII (INSERT, UPDATE, DELETE, MERGE,
+// COPY FROM) and utility statements naming one count as reading its PII
+// (ReadsPII), though no value is returned: the server's errors quote the
+// rows they meet ("Failing row contains (...)" of a NOT NULL violation,
+// the existing row of ON CONFLICT DO UPDATE, the duplicates of a unique
+// index), so the proxy scrubs them.
 //
 // Inside a view definition only lineage is computed: the definition is its
 // owner's choice, and masked roles cannot create views that read PII.
@@ -124,13 +151,18 @@
 //
 // # Known limits
 //
-//   - Errors are a one-bit channel. Division, modulo and non-text casts of
-//     PII are refused, but other computations can fail for some values
-//     (arithmetic overflow, substr with a negative length, invalid regular
-//     expressions built from a value); the proxy scrubs error texts, not
-//     the fact that an error happened.
+//   - Errors are a one-bit channel. Computations that can fail on a value
+//     are refused (see Errors above), but resource limits remain: a result
+//     that grows with a value can exceed the 1 GB field limit, the memory
+//     or statement_timeout; a plain PII column of an array type can make
+//     ARRAY[] or array_agg fail. The proxy scrubs error texts, not the fact
+//     that an error happened.
 //   - Ties. ORDER BY on non-PII expressions that tie can leave rows grouped
 //     by a PII column in the order of the hidden values; order by a key.
+//   - Row order. A result without ORDER BY comes back in whatever order
+//     the plan reads rows, which can be an index on a PII column (an index
+//     scan for email IS NOT NULL, an index-only scan when sequential scans
+//     are disabled): the order of the rows can follow the hidden values.
 //   - Operators are resolved by the server. A user-defined operator over a
 //     PII column runs its function on raw values; masked roles cannot
 //     create operators, but existing ones are not checked.

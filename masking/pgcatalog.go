@@ -174,17 +174,20 @@ func columnIndex(cols []Column, name string) int {
 	return -1
 }
 
+// functionSQL finds the riskiest function of a name on the path: the
+// server picks among overloads by argument types, which the analyser does
+// not know, so any candidate outside pg_catalog (say a public.upper(varchar)
+// created to shadow the built-in for some argument type) is the one
+// reported.
 const functionSQL = `
 SELECT n.nspname, p.proname, l.lanname, p.provolatile::text
 FROM pg_catalog.pg_proc p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 JOIN pg_catalog.pg_language l ON l.oid = p.prolang
 WHERE p.proname = $1 AND n.nspname = ANY($2)
-ORDER BY array_position($2, n.nspname::text), (l.lanname IN ('internal', 'c')) LIMIT 1`
+ORDER BY (n.nspname = 'pg_catalog'), (l.lanname IN ('internal', 'c')), array_position($2, n.nspname::text) LIMIT 1`
 
-// function resolves a function name in the first of schemas that has it.
-// Of overloads, one written in SQL or a procedural language wins, so that
-// the analyser sees the riskiest candidate.
+// function resolves a function name among schemas (see functionSQL).
 func (c *dbCatalog) function(schemas []string, name string) (*Function, error) {
 	r := cached(c.funcs, schemas, name, func() funcResult {
 		fn, err := c.readFunction(schemas, name)

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -15,6 +17,10 @@ import (
 	"unicode"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgveil/pgveil/masking"
+	"github.com/pgveil/pgveil/proxy"
+	"github.com/pgveil/pgveil/rules"
 )
 
 // rawConn is a protocol-level client of the proxy that keeps every byte
@@ -355,7 +361,7 @@ func formsOf(v string) []leakForm {
 func base64Fragment(enc *base64.Encoding, v []byte, prefix int) string {
 	in := append(make([]byte, prefix), v...)
 	s := enc.EncodeToString(in)
-	first := (8*prefix + 5) / 6        // first character with no prefix bit
+	first := (8*prefix + 5) / 6       // first character with no prefix bit
 	last := (8*(prefix+len(v)))/6 - 1 // last character made of v's bits only
 	if last < first {
 		return ""
@@ -415,7 +421,7 @@ func TestRawClientLeakCheck(t *testing.T) {
 		base64.URLEncoding.EncodeToString([]byte("x" + v)),
 		base64.StdEncoding.EncodeToString([]byte("xy" + v)),
 		"x+4791234y", "Ola", "ola.", "+47912", "04.03.1985",
-		binaryDate(-5415), // 1985-03-04 as a binary date
+		binaryDate(-5416), // 1985-03-04 as a binary date
 	}
 	for _, s := range found {
 		if findLeak([]byte("..."+s+"...")) == "" {
@@ -432,4 +438,36 @@ func TestRawClientLeakCheck(t *testing.T) {
 
 func binaryDate(days int32) string {
 	return string(binary.BigEndian.AppendUint32(nil, uint32(days)))
+}
+
+// startProxyRules is startMaskingProxy with rulesText in place of
+// rulesYAML.
+func startProxyRules(t testing.TB, rulesText, extraYAML string) *maskingProxy {
+	t.Helper()
+	cfg, err := rules.Parse([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nupstream: %s\n%s%s", db.Addr(), rulesText, extraYAML)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.AdminDSN = db.DSN("postgres", "", "postgres")
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	g := masking.NewGuard(cfg, log)
+	opts, err := proxyOptions(cfg, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := proxy.New(opts, log, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-done
+		g.Close()
+	})
+	return &maskingProxy{srv: srv, guard: g, addr: ln.Addr().String()}
 }
