@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -481,5 +482,75 @@ func TestAnonymizeThroughProxy(t *testing.T) {
 	owner := p.connect(t, "postgres") // the log is not for every role to read
 	if err := owner.QueryRow(ctx, "SELECT count(*) FROM pgveil.anonymize_log WHERE login_role = 'dpo' AND statement NOT LIKE '%siri%'").Scan(&logged); err != nil || logged < 2 {
 		t.Fatalf("audit log rows: %d %v", logged, err)
+	}
+}
+
+// TestAnonymizeProxyKilledHalfway stops the proxy while a large ANONYMIZE
+// runs. ANONYMIZE is one statement, so the server either aborts it or
+// finishes and commits all of it: every row with its audit record, or
+// nothing.
+func TestAnonymizeProxyKilledHalfway(t *testing.T) {
+	anonymizeFixture(t)
+	ctx := testCtx(t)
+	const rows = 5000
+	err := db.Exec(ctx, fmt.Sprintf(`
+CREATE TABLE IF NOT EXISTS big_people (id int8 PRIMARY KEY, email text, anonymized_at timestamptz);
+TRUNCATE big_people;
+INSERT INTO big_people SELECT i, 'person' || i || '@example.com', NULL FROM generate_series(1, %d) i;
+GRANT SELECT, UPDATE ON big_people TO dpo;
+CREATE OR REPLACE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM pg_sleep(0.0001); RETURN NEW; END$$;
+DROP TRIGGER IF EXISTS slow ON big_people;
+CREATE TRIGGER slow BEFORE UPDATE ON big_people FOR EACH ROW EXECUTE FUNCTION slow_row();`, rows))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Exec(context.Background(), "DROP TABLE big_people; DROP FUNCTION slow_row()")
+	p := startMaskingProxy(t, "  public.big_people:\n    key: id\n    anonymized_marker: anonymized_at\n    columns:\n      email: {mask: email, anonymize: random_email}\n")
+	c := p.connect(t, "dpo")
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(context.Background(), "ANONYMIZE big_people WHERE true")
+		done <- err
+	}()
+	admin, err := pgx.Connect(ctx, db.DSN("postgres", "", "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	running := func() int {
+		var n int
+		admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE usename = 'dpo' AND query LIKE 'WITH%' AND state = 'active'").Scan(&n)
+		return n
+	}
+	waitFor(t, "the ANONYMIZE to run on the server", func() bool { return running() == 1 })
+	stopNow, cancel := context.WithCancel(context.Background())
+	cancel()
+	p.srv.Shutdown(stopNow) // closes every session at once: the proxy is gone mid-statement
+	if err := <-done; err == nil {
+		t.Fatal("the client saw the ANONYMIZE complete although the proxy was stopped")
+	}
+	waitFor(t, "the orphaned statement to end", func() bool { return running() == 0 })
+	var changed, logged int
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM big_people WHERE anonymized_at IS NOT NULL").Scan(&changed); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM pgveil.anonymize_log WHERE table_name = 'public.big_people'").Scan(&logged); err != nil {
+		t.Fatal(err)
+	}
+	if !(changed == 0 && logged == 0) && !(changed == rows && logged == 1) {
+		t.Fatalf("partial ANONYMIZE after the proxy died: %d of %d rows changed, %d audit records", changed, rows, logged)
+	}
+	t.Logf("after the proxy died: %d of %d rows anonymized, %d audit records (all or nothing)", changed, rows, logged)
+}
+
+// waitFor polls cond with a deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
