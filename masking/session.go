@@ -454,9 +454,9 @@ func (s *Session) CopyResult(a *Analysis, idx int) (*CopyMasker, error) {
 	if !masked {
 		return nil, nil
 	}
-	types := make([]uint32, len(outs)) // unknown types: masked text in COPY's text form
-	for i := range types {
-		types[i] = 25
+	types := make([]uint32, len(outs))
+	for i, o := range outs {
+		types[i] = s.columnType(o)
 	}
 	return &CopyMasker{rows: NewRowMasker(outs, types, nil, s.g.key), format: st.Copy}, nil
 }
@@ -605,3 +605,24 @@ func (g *Guard) Config() *rules.Config {
 
 // SearchPath returns the schemas the session resolves names in.
 func (s *Session) SearchPath() []string { return s.path }
+
+// columnType is the type of a plain PII output, from the catalog (the
+// analysis just read it, so it is cached); 0 when unknown, which masks to
+// NULL, a value every type allows.
+func (s *Session) columnType(o Output) uint32 {
+	if !o.Plain || len(o.Sources) != 1 {
+		return 0
+	}
+	parts := strings.Split(o.Sources[0], ".")
+	if len(parts) != 3 {
+		return 0
+	}
+	rel, err := s.cat.Relation(parts[0], parts[1])
+	if err != nil || rel == nil {
+		return 0
+	}
+	if i := columnIndex(rel.Columns, parts[2]); i >= 0 {
+		return rel.Columns[i].TypeOID
+	}
+	return 0
+}

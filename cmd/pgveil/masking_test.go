@@ -554,3 +554,16 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestMaskedCopyKeepsTypes(t *testing.T) {
+	p := startMaskingProxy(t, "")
+	ctx := testCtx(t)
+	c := p.connect(t, "support")
+	var buf bytes.Buffer
+	if _, err := c.PgConn().CopyTo(ctx, &buf, "COPY (SELECT id, email, birth_date, lower(first_name) FROM customers WHERE id = 1) TO STDOUT"); err != nil {
+		t.Fatal(err)
+	}
+	if got := buf.String(); got != "1\t***@example.com\t1985-01-01\t\\N\n" {
+		t.Fatalf("COPY line %q: want the email strategy, the year of the date, and NULL for a computed value", got)
+	}
+}
