@@ -663,13 +663,7 @@ func portalReplacesCursor(t *testing.T, h holeReporter, p *maskingProxy, c *rawC
 	c.fe.SendParse(&pgproto3.Parse{Name: "swapstmt", Query: "SELECT email FROM customers"})
 	c.fe.SendBind(&pgproto3.Bind{DestinationPortal: "swap", PreparedStatement: "swapstmt"})
 	c.fe.SendSync(&pgproto3.Sync{})
-	r, err := c.collect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if leak := findLeak(r.Raw); leak != "" {
-		h.Errorf("LEAK: %s", leak)
-	}
+	collectNoLeak(t, h, c)
 	return run("FETCH ALL FROM swap")
 }
 
@@ -681,13 +675,7 @@ func statementReplacesPrepared(t *testing.T, h holeReporter, p *maskingProxy, c 
 	c.fe.SendClose(&pgproto3.Close{ObjectType: 'S', Name: "swapped"})
 	c.fe.SendParse(&pgproto3.Parse{Name: "swapped", Query: "SELECT email FROM customers"})
 	c.fe.SendSync(&pgproto3.Sync{})
-	r, err := c.collect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if leak := findLeak(r.Raw); leak != "" {
-		h.Errorf("LEAK: %s", leak)
-	}
+	collectNoLeak(t, h, c)
 	return run("EXECUTE swapped")
 }
 
@@ -707,14 +695,7 @@ func preparedReplacesStatement(t *testing.T, h holeReporter, p *maskingProxy, c 
 	c.fe.SendDescribe(&pgproto3.Describe{ObjectType: 'P'})
 	c.fe.SendExecute(&pgproto3.Execute{})
 	c.fe.SendSync(&pgproto3.Sync{})
-	r, err := c.collect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if leak := findLeak(r.Raw); leak != "" {
-		h.Errorf("LEAK: %s", leak)
-	}
-	return r
+	return collectNoLeak(t, h, c)
 }
 
 func mustSimple(t *testing.T, h holeReporter, c *rawConn, sql string) *rawResult {
@@ -832,6 +813,20 @@ func notificationFromAdmin(t *testing.T, h holeReporter, p *maskingProxy, c *raw
 	}
 	if len(r.Notifies) == 0 {
 		t.Errorf("no notification arrived")
+	}
+	return r
+}
+
+// collectNoLeak reads the answers to what c sent, reports a leak in them,
+// and returns them.
+func collectNoLeak(t *testing.T, h holeReporter, c *rawConn) *rawResult {
+	t.Helper()
+	r, err := c.collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leak := findLeak(r.Raw); leak != "" {
+		h.Errorf("LEAK: %s", leak)
 	}
 	return r
 }

@@ -93,7 +93,14 @@ type maskingProxy struct {
 
 func startMaskingProxy(t testing.TB, extraYAML string) *maskingProxy {
 	t.Helper()
-	cfg, err := rules.Parse([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nupstream: %s\n%s%s", db.Addr(), rulesYAML, extraYAML)))
+	return startProxyRules(t, rulesYAML, extraYAML)
+}
+
+// startProxyRules starts a proxy with the masking guard and the given
+// rules (roles and tables) in front of the test cluster.
+func startProxyRules(t testing.TB, rulesText, extraYAML string) *maskingProxy {
+	t.Helper()
+	cfg, err := rules.Parse([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nupstream: %s\n%s%s", db.Addr(), rulesText, extraYAML)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -411,14 +411,17 @@ func anonymizeFixture(t *testing.T) {
 	ctx := testCtx(t)
 	err := db.Exec(ctx, `
 DELETE FROM survey_responses WHERE customer_id IN (50, 51); DELETE FROM customers WHERE id IN (50, 51);
-INSERT INTO customers VALUES (50, 'siri.dahl@example.com', 'Siri', '+4790000050', '1970-01-01', 'NO', now(), NULL),
-                             (51, 'per.lie@example.com', 'Per', '+4790000051', '1971-01-01', 'DK', now(), NULL);
+INSERT INTO customers VALUES (50, 'siri.dahl@example.com', 'Siri', '+4790000050', '1970-05-06', 'NO', now(), NULL),
+                             (51, 'per.lie@example.com', 'Per', '+4790000051', '1971-07-08', 'DK', now(), NULL);
 INSERT INTO survey_responses VALUES (50, 50, 7, 'Siri says hi'), (51, 51, 8, 'Per says hi')
   ON CONFLICT (id) DO UPDATE SET comment = EXCLUDED.comment;
 GRANT SELECT, UPDATE, DELETE ON customers, survey_responses TO dpo;`)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		db.Exec(context.Background(), "DELETE FROM survey_responses WHERE customer_id IN (50, 51); DELETE FROM customers WHERE id IN (50, 51)")
+	})
 	conn, err := pgx.Connect(ctx, db.DSN("postgres", "", "postgres"))
 	if err != nil {
 		t.Fatal(err)

@@ -2,13 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -18,9 +16,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/pgveil/pgveil/masking"
-	"github.com/pgveil/pgveil/proxy"
-	"github.com/pgveil/pgveil/rules"
 )
 
 // rawConn is a protocol-level client of the proxy that keeps every byte
@@ -438,36 +433,4 @@ func TestRawClientLeakCheck(t *testing.T) {
 
 func binaryDate(days int32) string {
 	return string(binary.BigEndian.AppendUint32(nil, uint32(days)))
-}
-
-// startProxyRules is startMaskingProxy with rulesText in place of
-// rulesYAML.
-func startProxyRules(t testing.TB, rulesText, extraYAML string) *maskingProxy {
-	t.Helper()
-	cfg, err := rules.Parse([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nupstream: %s\n%s%s", db.Addr(), rulesText, extraYAML)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.AdminDSN = db.DSN("postgres", "", "postgres")
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	g := masking.NewGuard(cfg, log)
-	opts, err := proxyOptions(cfg, g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := proxy.New(opts, log, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-done
-		g.Close()
-	})
-	return &maskingProxy{srv: srv, guard: g, addr: ln.Addr().String()}
 }
