@@ -15,7 +15,6 @@ import (
 	"unicode"
 
 	"github.com/jackc/pgx/v5/pgproto3"
-
 )
 
 // rawConn is a protocol-level client of the proxy that keeps every byte
