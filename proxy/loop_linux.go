@@ -23,8 +23,9 @@ type loop struct {
 	epfd   int
 	wakeFd int // eventfd: posting a command wakes the loop
 
-	mu   sync.Mutex
-	cmds []func()
+	mu        sync.Mutex
+	cmds      []func()
+	fdsClosed bool // set once the loop stopped: post does nothing
 
 	ends    []*endpoint // indexed by file descriptor
 	quit    bool
@@ -79,20 +80,33 @@ func newLoop() (*loop, error) {
 	return l, nil
 }
 
-// post runs fn on the loop's thread.
+// post runs fn on the loop's thread; after the loop has stopped it does
+// nothing. The wake-up is written under the lock, so it can never reach a
+// descriptor number the stopped loop closed and the process reused.
 func (l *loop) post(fn func()) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fdsClosed {
+		return
+	}
 	l.cmds = append(l.cmds, fn)
-	l.mu.Unlock()
 	var one = [8]byte{1}
 	unix.Write(l.wakeFd, one[:])
+}
+
+// closeFDs closes the loop's own descriptors once it has stopped.
+func (l *loop) closeFDs() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.fdsClosed = true
+	unix.Close(l.wakeFd)
+	unix.Close(l.epfd)
 }
 
 func (l *loop) run() {
 	runtime.LockOSThread() // never unlocked: the thread exits with the loop
 	defer close(l.stopped)
-	defer unix.Close(l.epfd)
-	defer unix.Close(l.wakeFd)
+	defer l.closeFDs()
 	events := make([]unix.EpollEvent, 256)
 	var cmds []func()
 	idle := 0 // raw waits in a row that found nothing
@@ -292,7 +306,7 @@ func (ls *loopSession) pause(wb *wouldBlock) {
 
 func (ls *loopSession) resume() {
 	if ls.closed {
-		return
+		return // the warming goroutine still posts; nothing is left to resume
 	}
 	ls.paused = false
 	ls.s.masking.mayBlockOnce = true // now cached, unless it cannot be
@@ -310,6 +324,12 @@ func (ls *loopSession) onEvent(e *endpoint, ev uint32) {
 	}
 	if ev&unix.EPOLLOUT != 0 {
 		ls.flush(out, src)
+	}
+	if ls.paused && e.isClient && ev&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		// Reported even when not asked for, and level-triggered: a client
+		// gone while its session waits would wake the loop again and again.
+		ls.end(true, io.EOF)
+		return
 	}
 	if !ls.closed && !in.blocked && !(ls.paused && e.isClient) && ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		ls.read(in, inH, src, dst)
