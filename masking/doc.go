@@ -170,6 +170,12 @@
 //     from their arguments only.
 //   - Lookup columns reveal whether a guessed value exists, by design, and
 //     writes to PII tables by masked roles can probe unique constraints.
-//   - The analysis is as fresh as the Catalog: after DDL the session must
-//     drop its cached entries (ChangesCatalog).
+//   - The analysis is as fresh as the Catalog. The session drops its cached
+//     entries and plans after its own DDL (ChangesCatalog); others' DDL is
+//     seen within catalogTTL (2 s), and meanwhile two checks fail closed:
+//     a result column whose origin is any protected column of the database
+//     is masked (markProtected), and a result with a column from a relation
+//     the analysis never resolved (a table since replaced by a view) is
+//     redacted whole (staleResult). What neither catches: a value computed
+//     in the query (no origin) over a relation replaced within those 2 s.
 package masking

@@ -2,12 +2,14 @@ package masking
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgveil/pgveil/rules"
@@ -32,6 +34,7 @@ type dbCatalog struct {
 
 	origins    atomic.Pointer[originSet] // nil until first loaded
 	refreshing atomic.Bool
+	temps      *expirable.LRU[uint32, bool]
 }
 
 type relResult struct {
@@ -50,6 +53,7 @@ func newDBCatalog(pool *pgxpool.Pool, cfg *rules.Config) *dbCatalog {
 		rules: cfg,
 		rels:  expirable.NewLRU[string, relResult](4096, nil, catalogTTL),
 		funcs: expirable.NewLRU[string, funcResult](4096, nil, catalogTTL),
+		temps: expirable.NewLRU[uint32, bool](4096, nil, catalogTTL),
 	}
 }
 
@@ -353,4 +357,28 @@ func (c *dbCatalog) refreshOrigins() {
 		return
 	}
 	c.origins.Store(set)
+}
+
+// ownRelation reports whether a relation is one the masked session may
+// have made itself: temporary, or not yet visible to other sessions (made
+// in the session's open transaction). A masked role cannot make a relation
+// that holds PII (writing PII and views over it are rejected), which is
+// also why name resolution leaves pg_temp out; such columns are exact. A
+// lookup that fails answers false, which redacts.
+func (c *dbCatalog) ownRelation(oid uint32) bool {
+	if t, ok := c.temps.Get(oid); ok {
+		return t
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), catalogQueryTimeout)
+	defer cancel()
+	var temp bool
+	err := c.pool.QueryRow(ctx, "SELECT relpersistence = 't' FROM pg_catalog.pg_class WHERE oid = $1", oid).Scan(&temp)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return true // not committed: the session's own, and not cached (it may commit)
+	case err != nil:
+		return false
+	}
+	c.temps.Add(oid, temp)
+	return temp
 }

@@ -45,6 +45,7 @@ type Guard struct {
 type cachedPlan struct {
 	plan *Plan
 	err  error
+	rels map[uint32]bool // every relation the analysis resolved, by OID
 }
 
 // NewGuard creates a guard for cfg. The pseudonym key is read from the
@@ -209,6 +210,7 @@ type Analysis struct {
 	plan *Plan
 	sql  string
 	gen  uint64
+	rels map[uint32]bool // the relations it resolved (see staleResult)
 }
 
 // Statements implements proxy.Query.
@@ -243,7 +245,7 @@ func (s *Session) Cached(sql string) (a *Analysis, err error, ok bool) {
 	if c.err != nil {
 		return nil, c.err, true
 	}
-	return &Analysis{c.plan, sql, s.gen}, nil, true
+	return &Analysis{c.plan, sql, s.gen, c.rels}, nil, true
 }
 
 // Warm analyses sql into the cache. It may run on another goroutine than
@@ -273,15 +275,30 @@ func (s *Session) appendKey(dst []byte, gen uint64, sql string) []byte {
 // analyzeInto analyses sql and caches the plan or rejection under key.
 // Other errors (a catalog read that failed) are not cached.
 func (s *Session) analyzeInto(key string, cat Catalog, gen uint64, sql string) (*Analysis, error) {
-	plan, err := Analyze(sql, cat, Options{Role: s.user})
+	rec := &recordingCatalog{Catalog: cat, rels: map[uint32]bool{}}
+	plan, err := Analyze(sql, rec, Options{Role: s.user})
 	var rej *Rejection
 	if err == nil || errors.As(err, &rej) {
-		s.g.plans.Add(key, cachedPlan{plan, err})
+		s.g.plans.Add(key, cachedPlan{plan, err, rec.rels})
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &Analysis{plan, sql, gen}, nil
+	return &Analysis{plan, sql, gen, rec.rels}, nil
+}
+
+// recordingCatalog notes every relation an analysis resolves.
+type recordingCatalog struct {
+	Catalog
+	rels map[uint32]bool
+}
+
+func (r *recordingCatalog) Relation(schema, name string) (*Relation, error) {
+	rel, err := r.Catalog.Relation(schema, name)
+	if rel != nil {
+		r.rels[rel.OID] = true
+	}
+	return rel, err
 }
 
 // refresh moves the session to the guard's current rules after a reload.
@@ -317,7 +334,7 @@ func (s *Session) current(a *Analysis) *Analysis {
 		for i := range plan.Statements {
 			plan.Statements[i] = StatementPlan{AllColumns: redacted, ReadsPII: true}
 		}
-		fresh = &Analysis{plan, a.sql, s.gen}
+		fresh = &Analysis{plan, a.sql, s.gen, nil}
 	}
 	*a = *fresh
 	return a
@@ -356,6 +373,11 @@ func (s *Session) Result(a *Analysis, idx int, fields []pgproto3.FieldDescriptio
 	}
 	cols := columnOutputs(st, outs, fields)
 	markProtected(cols, fields, protected)
+	if s.staleResult(a, st, fields) {
+		for i := range cols {
+			cols[i] = Output{Sources: []string{"(a name now points at another relation)"}}
+		}
+	}
 	types := make([]uint32, len(fields))
 	for i, f := range fields {
 		types[i] = f.DataTypeOID
@@ -410,6 +432,28 @@ func columnOutputs(st *StatementPlan, outs []Output, fields []pgproto3.FieldDesc
 		}
 	}
 	return cols
+}
+
+// staleResult reports whether the server's columns come from a relation
+// the analysis never resolved: a name now points at something else (a table
+// replaced by a view, say) and the cached plan is stale. Its caches are
+// dropped, and the caller redacts the whole result. FETCH and EXECUTE read
+// relations their own text does not name, and are left to their cursor's
+// or statement's analysis.
+func (s *Session) staleResult(a *Analysis, st *StatementPlan, fields []pgproto3.FieldDescription) bool {
+	if a.rels == nil || st.Cursor != "" || st.Prepared != "" {
+		return false
+	}
+	for _, f := range fields {
+		if f.TableOID != 0 && !a.rels[f.TableOID] && !(s.db != nil && s.db.ownRelation(f.TableOID)) {
+			s.g.plans.Purge()
+			if s.db != nil {
+				s.db.forget()
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // markProtected masks every column whose RowDescription origin is a
