@@ -80,13 +80,6 @@ func (g *Guard) Close() {
 // CacheStats returns the analysis cache's hits and misses so far.
 func (g *Guard) CacheStats() (hits, misses uint64) { return g.hits.Load(), g.misses.Load() }
 
-// Masked reports whether a login role is masked under the current rules.
-func (g *Guard) Masked(user string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return !g.cfg.IsUnmasked(user)
-}
-
 // Open starts the policy of a masked session, or returns nil for a role
 // that sees raw data. params are the client's startup parameters; exec
 // runs a query on the session's own connection.

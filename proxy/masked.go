@@ -14,7 +14,7 @@ import (
 // protocol the server skips to Sync. The text is constant and holds nothing
 // of the client's query; the proxy replaces the error it causes with the
 // rejection's own message.
-const rejectSQL = "DO $pgveil$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'pgveil: statement rejected'; END$pgveil$"
+var rejectSQL = raiseSQL("pgveil: statement rejected")
 
 // expect is one server response the proxy waits for, in the order the
 // client's messages were forwarded (the protocol answers in order).

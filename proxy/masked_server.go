@@ -229,14 +229,7 @@ func (m *masking) dataRow(out, msg []byte) ([]byte, error) {
 	if m.masker == nil {
 		return append(out, msg...), nil
 	}
-	start := len(out)
-	out = append(out, msg[:headerLen]...)
-	out, err := m.masker.DataRow(out, msg[headerLen:])
-	if err != nil {
-		return out, &protocolError{err}
-	}
-	binary.BigEndian.PutUint32(out[start+1:], uint32(len(out)-start-1))
-	return out, nil
+	return rewriteBody(out, msg, m.masker.DataRow)
 }
 
 // copyOut starts a COPY TO STDOUT result.
@@ -268,14 +261,7 @@ func (m *masking) copyData(out, msg []byte) ([]byte, error) {
 	if !m.inCopy || m.masker == nil {
 		return append(out, msg...), nil
 	}
-	start := len(out)
-	out = append(out, msg[:headerLen]...)
-	out, err := m.masker.CopyLine(out, msg[headerLen:])
-	if err != nil {
-		return out, &protocolError{err}
-	}
-	binary.BigEndian.PutUint32(out[start+1:], uint32(len(out)-start-1))
-	return out, nil
+	return rewriteBody(out, msg, m.masker.CopyLine)
 }
 
 // commandEnd handles CommandComplete, EmptyQueryResponse and
@@ -473,4 +459,17 @@ func (nullRows) DataRow(dst, body []byte) ([]byte, error) {
 
 func (nullRows) CopyLine(dst, line []byte) ([]byte, error) {
 	return dst, errors.New("pgveil: COPY from a portal whose statement is unknown")
+}
+
+// rewriteBody appends msg with its body replaced by what mask appends, and
+// the length word fixed to match.
+func rewriteBody(out, msg []byte, mask func(dst, body []byte) ([]byte, error)) ([]byte, error) {
+	start := len(out)
+	out = append(out, msg[:headerLen]...)
+	out, err := mask(out, msg[headerLen:])
+	if err != nil {
+		return out, &protocolError{err}
+	}
+	binary.BigEndian.PutUint32(out[start+1:], uint32(len(out)-start-1))
+	return out, nil
 }

@@ -182,9 +182,6 @@ func (p *pump) makeRoom(need int) {
 	p.buf = bigger
 }
 
-// pending returns the bytes read but not yet consumed, to hand them on.
-func (p *pump) pending() []byte { return p.buf[p.r:p.w] }
-
 // writeAll writes b to a connection, reporting a short write as an error.
 func writeAll(c net.Conn, b []byte) error {
 	n, err := c.Write(b)

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 
@@ -79,21 +78,7 @@ const (
 	codeProtocolViolation = "08P01"
 	codeAdminShutdown     = "57P01"
 	codeFeatureNotSupport = "0A000"
-	codeTooManyConns      = "53300"
 )
-
-var errClientGone = errors.New("client closed the connection")
-
-// appendReadyForQuery appends a ReadyForQuery with the given status.
-func appendReadyForQuery(dst []byte, status byte) []byte {
-	return append(dst, 'Z', 0, 0, 0, 5, status)
-}
-
-// putHeader writes a message header for a body of n bytes at dst[0:5].
-func putHeader(dst []byte, typ byte, n int) {
-	dst[0] = typ
-	binary.BigEndian.PutUint32(dst[1:5], uint32(n+4))
-}
 
 // protocolError is a malformed or oversized message: the peer that sent it
 // is at fault, and only its session ends.
