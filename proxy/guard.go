@@ -67,7 +67,8 @@ type Policy interface {
 	// protocol (Parse, Bind, Close), for the same reason the other way.
 	Forget(n Names)
 	// ScrubErrors reports whether errors and notices raised while statement
-	// stmt of q runs may quote protected values and must be scrubbed.
+	// stmt of q runs may quote protected values and must be scrubbed. q is
+	// nil for a statement the proxy cannot tell (defined through SQL).
 	ScrubErrors(q Query, stmt int) bool
 	// Close releases the session's resources.
 	Close()

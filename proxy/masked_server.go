@@ -327,27 +327,30 @@ func (m *masking) errorResponse(out, msg []byte) ([]byte, error) {
 
 // scrubFor reports whether an error answering e may quote protected data.
 func (m *masking) scrubFor(e *expect) bool {
-	switch e.kind {
-	case 'Q':
-		return e.q != nil && e.idx < e.q.Statements() && m.policy.ScrubErrors(e.q, e.idx)
-	case 'E', 'B':
-		if e.q != nil {
-			return m.policy.ScrubErrors(e.q, 0)
+	switch {
+	case e.q != nil && e.kind == 'Q':
+		return e.idx < e.q.Statements() && m.policy.ScrubErrors(e.q, e.idx)
+	case e.q != nil:
+		return m.policy.ScrubErrors(e.q, 0)
+	case e.kind == 'B':
+		return m.scrubStatement(m.stmts[e.stmt])
+	case e.kind == 'E':
+		if p := m.portals[e.name]; p != nil {
+			return m.scrubStatement(p.stmt)
 		}
-		name := e.name
-		if e.kind == 'B' {
-			if p := m.stmts[e.stmt]; p != nil {
-				return m.policy.ScrubErrors(p.q, 0)
-			}
-			return false
-		}
-		if p := m.portals[name]; p != nil && p.stmt != nil {
-			return m.policy.ScrubErrors(p.stmt.q, 0)
-		}
-	case 'P':
-		return e.q != nil && m.policy.ScrubErrors(e.q, 0)
+		return m.policy.ScrubErrors(nil, 0)
 	}
 	return false
+}
+
+// scrubStatement asks the policy about a prepared statement; one the proxy
+// cannot tell (defined through SQL, or its name reused) is asked about as
+// nil, so that the policy fails closed for a masked session.
+func (m *masking) scrubStatement(p *prepared) bool {
+	if p == nil || p.q == nil {
+		return m.policy.ScrubErrors(nil, 0)
+	}
+	return m.policy.ScrubErrors(p.q, 0)
 }
 
 // readyForQuery ends a simple query or an extended-protocol sync.

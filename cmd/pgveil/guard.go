@@ -224,6 +224,8 @@ func (p policy) ScrubErrors(q proxy.Query, stmt int) bool {
 		return p.s.ScrubErrors(a.a, stmt)
 	case rewritten:
 		return p.s != nil // an ANONYMIZE's WHERE reads the table's PII
+	case nil:
+		return p.s != nil // a statement nobody analysed may read anything
 	}
 	return false
 }
