@@ -27,7 +27,7 @@ func TestPeersConfig(t *testing.T) {
 		"peer_id: 1\npeers: {2: ''}\n":              "peers.2: missing (host:port)",
 		"peer_id: 1\npeers: {1: 'a:1', 2: 'a:1'}\n": "peers.2: a:1 is also the address of peer 1",
 		"peer_id: 1\npeers:\n  1: a:1\n  01: b:1\n": "peers: line 6: peer id 1 is given twice",
-		"peer_id: 1\npeers:\n  one: a:1\n":         `peers: line 5: peer id "one" is not a whole number`,
+		"peer_id: 1\npeers:\n  one: a:1\n":          `peers: line 5: peer id "one" is not a whole number`,
 		"peer_id: 1\npeers: [a:1]\n":                "peers: line 4: a mapping of peer id to host:port",
 		"peer_id: 1\npeers: {2: [a]}\n":             "peers.2: line 4: not host:port",
 	}
