@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,16 +67,7 @@ func TestCancelThroughPeer(t *testing.T) {
 	checkKeyLayout(t, c.PgConn(), 1)
 	checkKeyLayout(t, admin.PgConn(), 1)
 	checkKeyLayout(t, b.connect(t, "postgres").PgConn(), 2)
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Exec(context.Background(), "SELECT pg_sleep(30) -- through a peer")
-		done <- err
-	}()
-	eventually(t, "the sleeping query to start", func() bool {
-		var n int
-		admin.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%through a peer' AND state = 'active'").Scan(&n)
-		return n == 1
-	})
+	done := sleepInBackground(t, admin, c, "through a peer")
 	start := time.Now()
 	rawCancel(t, b.addr, c.PgConn().PID(), c.PgConn().SecretKey())
 	select {
@@ -120,6 +112,23 @@ func TestCancelForwardedOnce(t *testing.T) {
 	if p.cancels("forwarded") != 1 {
 		t.Fatalf("forwarded %v times, want 1", p.cancels("forwarded"))
 	}
+}
+
+// sleepInBackground runs a 30 s sleep tagged with a comment on c, and
+// returns once the server runs it. The channel gets the query's error.
+func sleepInBackground(t *testing.T, admin, c *pgx.Conn, tag string) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(context.Background(), "SELECT pg_sleep(30) -- "+tag)
+		done <- err
+	}()
+	eventually(t, "the sleeping query to start", func() bool {
+		var n int
+		admin.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE query LIKE $1 AND state = 'active'", "%-- "+tag).Scan(&n)
+		return n == 1
+	})
+	return done
 }
 
 // checkKeyLayout checks that a key carries peer id want, leaves the sign
