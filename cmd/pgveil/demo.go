@@ -77,6 +77,10 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pgveil demo: unexpected argument %q (flags only; see pgveil demo --help)\n", fs.Arg(0))
 		return 2
 	}
+	if _, _, err := net.SplitHostPort(*listen); err != nil {
+		fmt.Fprintf(stderr, "pgveil demo: --listen: %q is not host:port\n", *listen)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := demo(ctx, *listen, stdout, log); err != nil && ctx.Err() == nil {
