@@ -77,6 +77,9 @@
 //     on a PII-derived value is refused: arithmetic, casts to other types,
 //     division, parsing (JSON, XML, dates, numbers), a pattern, format
 //     string, JSON key or encoding built from a value, SQL/JSON queries.
+//     So is what grows with the content of a value, which padding can push
+//     past the 1 GB limit of a value when a guess is right: replace,
+//     regexp_replace, translate, string_to_array, array_replace.
 //   - Grouping. GROUP BY, DISTINCT, PARTITION BY and UNION compare values.
 //     On a plain column they are allowed when the query orders its rows by
 //     non-PII expressions (else the rows come back sorted by the hidden
@@ -160,11 +163,14 @@
 // # Known limits
 //
 //   - Errors are a one-bit channel. Computations that can fail on a value
-//     are refused (see Errors above), but resource limits remain: a result
-//     that grows with a value can exceed the 1 GB field limit, the memory
-//     or statement_timeout; a plain PII column of an array type can make
-//     ARRAY[] or array_agg fail. The proxy scrubs error texts, not the fact
-//     that an error happened.
+//     are refused (see Errors above), but resource limits remain: a value
+//     padded to just under the 1 GB limit of a field fails or not with its
+//     length (email || repeat('x', n)); escaping functions (to_json,
+//     quote_literal) grow with the number of quotes and backslashes in it;
+//     memory and statement_timeout; a plain PII column of an array type
+//     can make ARRAY[] or array_agg fail. These tell a length or a count
+//     of special characters, not the value. The proxy scrubs error texts,
+//     not the fact that an error happened.
 //   - Row order under the server's own settings. When the DBA sets
 //     enable_seqscan = off (postgresql.conf, ALTER ROLE or ALTER DATABASE),
 //     an unordered SELECT of a PII column can be an index-only scan of its
