@@ -187,8 +187,13 @@ func (a *analyzer) refuse(construct, why string) {
 // refusePII rejects a use of a value derived from a PII column. use reads
 // "ORDER BY on it", "writing it with UPDATE", ...
 func (a *analyzer) refusePII(construct, use string, l lineage, hint string) {
+	a.refusePIIAs("", construct, use, l, hint)
+}
+
+// refusePIIAs is refusePII with the rejection's Kind (a Reason constant).
+func (a *analyzer) refusePIIAs(kind, construct, use string, l lineage, hint string) {
 	col := l.column()
-	a.fail(&Rejection{Construct: construct, Column: col, Hint: hint,
+	a.fail(&Rejection{Kind: kind, Construct: construct, Column: col, Hint: hint,
 		Message: fmt.Sprintf("pgveil: column %s is PII; %s is not allowed for %s", col, use, a.who())})
 }
 
@@ -203,7 +208,7 @@ func (a *analyzer) unsupported(n *pg.Node) {
 	if name == "" {
 		name = "an empty node"
 	}
-	a.fail(&Rejection{Construct: name,
+	a.fail(&Rejection{Kind: ReasonUnsupported, Construct: name,
 		Message: fmt.Sprintf("pgveil: %s is not supported for masked roles", name)})
 }
 
