@@ -207,6 +207,9 @@ type Analysis struct {
 	rels map[uint32]bool // the relations it resolved (see staleResult)
 }
 
+// Plan returns the plan of the analysed text. It is shared: do not change it.
+func (a *Analysis) Plan() *Plan { return a.plan }
+
 // Statements implements proxy.Query.
 func (a *Analysis) Statements() int { return len(a.plan.Statements) }
 
