@@ -79,8 +79,8 @@ func (g *Guard) Rejected(user, sql string, err error) {
 		g.metrics.Rejected.WithLabelValues(rej.Reason()).Inc()
 	}
 	if g.log != nil {
-		g.log.Debug("query rejected", "user", user, "reason", rej.Reason(), "message", rej.Error(),
-			"query", LogText(sql))
+		g.log.Debug("query rejected", "user", user, "reason", rej.Reason(), "construct", rej.Construct,
+			"column", rej.Column, "message", rej.Error(), "query", LogText(sql))
 	}
 }
 
