@@ -177,7 +177,7 @@ func (a *analyzer) checkSetting(s *pg.VariableSetStmt) {
 		verb = "SET LOCAL "
 	}
 	if steersPlan(s.GetName()) && verb != "RESET " && s.GetKind() != pg.VariableSetKind_VAR_SET_DEFAULT {
-		a.refuse(verb+strings.ToLower(s.GetName()), planHint)
+		a.refuseAs(ReasonOracle, verb+strings.ToLower(s.GetName()), planHint)
 	}
 	name, ok := identityNames[strings.ToLower(s.GetName())]
 	if !ok {

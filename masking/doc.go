@@ -124,6 +124,12 @@
 //     not know called on a PII-derived value: it may exist by the time the
 //     text runs.
 //
+// Rejection.Reason names which of these rules a rejection enforces
+// (oracle, error, grouping, write, side_channel, code, identity, catalog;
+// unsupported for an unknown node type): the label of the rejected-queries
+// metric (metrics.go), which also counts masked values per column, from a
+// row count each RowMasker adds up at the end of its result (Flush).
+//
 // Writing to a relation that holds PII (INSERT, UPDATE, DELETE, MERGE,
 // COPY FROM) and utility statements naming one count as reading its PII
 // (ReadsPII), though no value is returned: the server's errors quote the

@@ -62,7 +62,7 @@ func (a *analyzer) mark(node any, kind rewriteKind) {
 // breakTies marks an ordered SELECT level whose rows group a PII value.
 func (a *analyzer) breakTies(s *pg.SelectStmt, why *Rejection) {
 	if s.GetLimitOption() == pg.LimitOption_LIMIT_OPTION_WITH_TIES && a.views == 0 {
-		a.fail(&Rejection{Construct: "FETCH ... WITH TIES", Column: why.Column,
+		a.fail(&Rejection{Kind: ReasonGrouping, Construct: "FETCH ... WITH TIES", Column: why.Column,
 			Message: "pgveil: column " + why.Column + " is PII; " + why.Construct +
 				" on it with FETCH ... WITH TIES is not allowed for " + a.who(),
 			Hint: "rows that tie would come back in the order of the hidden values; use LIMIT"})
@@ -72,7 +72,7 @@ func (a *analyzer) breakTies(s *pg.SelectStmt, why *Rejection) {
 		return
 	}
 	if _, ok := outputKeys(s); !ok && a.views == 0 {
-		a.fail(&Rejection{Construct: why.Construct, Column: why.Column,
+		a.fail(&Rejection{Kind: ReasonGrouping, Construct: why.Construct, Column: why.Column,
 			Hint: "order by output column names or positions",
 			Message: "pgveil: column " + why.Column + " is PII; " + why.Construct +
 				" on it ordered by an expression is not allowed for " + a.who()})

@@ -28,8 +28,9 @@ const planCacheSize = 8192
 // masked sessions share: the configuration, one catalog reader per
 // database, and the cache of analyses. It is safe for concurrent use.
 type Guard struct {
-	log *slog.Logger
-	key []byte // PGVEIL_PSEUDONYM_KEY
+	log     *slog.Logger
+	key     []byte   // PGVEIL_PSEUDONYM_KEY
+	metrics *Metrics // nil until RegisterMetrics
 
 	mu     sync.Mutex
 	cfg    *rules.Config
@@ -226,25 +227,41 @@ func newAnalysis(plan *Plan, sql string, gen uint64, rels map[uint32]bool) (*Ana
 // results either way.
 func (a *Analysis) Text() string { return a.text }
 
+// Plan returns the plan of the analysed text. It is shared: do not change it.
+func (a *Analysis) Plan() *Plan { return a.plan }
+
 // Statements implements proxy.Query.
 func (a *Analysis) Statements() int { return len(a.plan.Statements) }
 
 // Analyze analyses a query text, from the cache when the same text (up to
 // its literals) was analysed under the same rules, database and path.
+// A rejection is logged and counted (Guard.Rejected).
 func (s *Session) Analyze(sql string) (*Analysis, error) {
-	a, err, ok := s.Cached(sql)
-	if ok {
-		return a, err
+	a, err, ok := s.cached(sql)
+	if !ok {
+		s.g.misses.Add(1)
+		s.mu.Lock()
+		cat, gen := s.cat, s.gen
+		s.mu.Unlock()
+		a, err = s.analyzeInto(string(s.keyBuf), cat, gen, sql)
 	}
-	s.g.misses.Add(1)
-	s.mu.Lock()
-	cat, gen := s.cat, s.gen
-	s.mu.Unlock()
-	return s.analyzeInto(string(s.keyBuf), cat, gen, sql)
+	if err != nil {
+		s.g.Rejected(s.user, sql, err)
+	}
+	return a, err
 }
 
-// Cached returns the cached analysis of sql; ok is false on a miss.
+// Cached returns the cached analysis of sql; ok is false on a miss. A
+// cached rejection is logged and counted (Guard.Rejected).
 func (s *Session) Cached(sql string) (a *Analysis, err error, ok bool) {
+	a, err, ok = s.cached(sql)
+	if ok && err != nil {
+		s.g.Rejected(s.user, sql, err)
+	}
+	return a, err, ok
+}
+
+func (s *Session) cached(sql string) (a *Analysis, err error, ok bool) {
 	if err := s.refresh(); err != nil {
 		return nil, err, true
 	}
@@ -397,6 +414,7 @@ func (s *Session) Result(a *Analysis, idx int, fields []pgproto3.FieldDescriptio
 		types[i] = f.DataTypeOID
 	}
 	m := NewRowMasker(cols, types, formats, s.g.key)
+	m.count(s.g.metrics, cols)
 	s.last.st, s.last.outs, s.last.masker, s.last.protected = st, outs, m, protected
 	s.last.formats = append(s.last.formats[:0], formats...)
 	s.last.fields = s.last.fields[:0]
@@ -516,7 +534,9 @@ func (s *Session) CopyResult(a *Analysis, idx int) (*CopyMasker, error) {
 	for i, o := range outs {
 		types[i] = s.columnType(o)
 	}
-	return &CopyMasker{rows: NewRowMasker(outs, types, nil, s.g.key), format: st.Copy}, nil
+	rows := NewRowMasker(outs, types, nil, s.g.key)
+	rows.count(s.g.metrics, outs)
+	return &CopyMasker{rows: rows, format: st.Copy}, nil
 }
 
 // CopyMasker masks the rows of one COPY TO STDOUT.
@@ -529,6 +549,9 @@ type CopyMasker struct {
 func (c *CopyMasker) CopyLine(dst, line []byte) ([]byte, error) {
 	return c.rows.MaskCopyLine(dst, line, c.format)
 }
+
+// Flush adds the values masked so far to the metrics (see RowMasker.Flush).
+func (c *CopyMasker) Flush() { c.rows.Flush() }
 
 // Completed tracks the cursors and prepared statements the server now has.
 func (s *Session) Completed(a *Analysis, idx int) Names {
@@ -629,12 +652,12 @@ func checkStartup(params map[string]string) error {
 	}
 	for key, value := range params {
 		if settingNamed(key, identitySettings) || steersPlan(key) {
-			return &Rejection{Message: fmt.Sprintf("pgveil: masked roles may not set %s at connection start", key)}
+			return &Rejection{Kind: ReasonIdentity, Message: fmt.Sprintf("pgveil: masked roles may not set %s at connection start", key)}
 		}
 		if key == "options" {
 			for _, name := range append(identitySettings[:len(identitySettings):len(identitySettings)], append(planSettings, "enable_")...) {
 				if optionSets(value, name) {
-					return &Rejection{Message: fmt.Sprintf("pgveil: masked roles may not set %s in the startup options", name)}
+					return &Rejection{Kind: ReasonIdentity, Message: fmt.Sprintf("pgveil: masked roles may not set %s in the startup options", name)}
 				}
 			}
 		}

@@ -103,6 +103,9 @@ type Rewrite struct {
 	ClientParams int
 	// Notice, when set, is sent to the client after the statement succeeds.
 	Notice string
+	// Done, when set with Tag, is called with the count of the tag when
+	// the statement completes.
+	Done func(count int64)
 }
 
 // Masker masks the rows of one result.
@@ -112,6 +115,9 @@ type Masker interface {
 	DataRow(dst, body []byte) ([]byte, error)
 	// CopyLine appends the masked form of one COPY data row to dst.
 	CopyLine(dst, line []byte) ([]byte, error)
+	// Flush is called when a result ends (or another starts); the masker
+	// may be handed out again for a later result.
+	Flush()
 }
 
 // Names are portal (cursor) and prepared statement names.

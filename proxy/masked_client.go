@@ -73,7 +73,7 @@ func (m *masking) query(out, msg []byte) ([]byte, error) {
 	}
 	m.s.startQuery()
 	if err != nil {
-		m.s.rejected(err)
+		m.s.rejected()
 		m.push(expect{kind: 'Q', reject: err})
 		return appendQuery(out, rejectSQL), nil
 	}
@@ -123,7 +123,7 @@ func (m *masking) parse(out, msg []byte) ([]byte, error) {
 		return out, err
 	}
 	if err != nil {
-		m.s.rejected(err)
+		m.s.rejected()
 		return m.appendRejectedExtended(out, err), nil
 	}
 	m.push(expect{kind: 'P', name: p.Name, q: q})

@@ -87,8 +87,10 @@ func parseAnonymizeFlags(args []string, stderr io.Writer) (opts anonymizeOptions
 	fs.StringVar(&opts.dsn, "dsn", "", "connection `URL` or keyword/value string (default: the libpq environment)")
 	fs.IntVar(&opts.batch, "batch", 10000, "keys per transaction")
 	fs.BoolVar(&opts.initAudit, "init-audit", false, "create the audit log pgveil.anonymize_log when absent")
-	if err := fs.Parse(args); err != nil {
-		return opts, usageStatus(err)
+	var lf logFlags // accepted as by every command; this one writes no log lines
+	lf.register(fs)
+	if _, status, ok := parseLogged(fs, &lf, args, stderr); !ok {
+		return opts, status
 	}
 	problem := ""
 	switch {

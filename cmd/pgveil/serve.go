@@ -106,6 +106,7 @@ func serveUntil(ctx context.Context, path string, log *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	g.RegisterMetrics(reg)
 	srv := proxy.New(opts, log, proxy.NewMetrics(reg))
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
