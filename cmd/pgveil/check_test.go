@@ -37,7 +37,8 @@ func TestCheckGoodRules(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d, want 0", code)
 	}
-	want := "pgveil check: the rules fit database postgres at " + db.Addr() + " (" + path + ")\n"
+	want := path + ": tables.public.customers.anonymized_marker: warning: no guard trigger guard_public_customers: any writer can give an anonymized row its personal data back; run pgveil guard --config " + path + "\n" +
+		"pgveil check: the rules fit database postgres at " + db.Addr() + " (" + path + ", 1 warning)\n"
 	if stdout != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", stdout, want)
 	}

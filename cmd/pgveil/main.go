@@ -31,6 +31,7 @@ func commands() []command {
 		{"demo", "run the proxy in front of a throwaway PostgreSQL to try it", runDemo},
 		{"check", "check the rules against the live database", runCheck},
 		{"anonymize", "anonymize the rows of a list of keys (a data-protection officer's batch)", runAnonymize},
+		{"guard", "install the triggers that keep anonymized rows anonymized (or --drop them)", runGuard},
 	}
 }
 
