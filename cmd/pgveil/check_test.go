@@ -25,10 +25,7 @@ func writeCheckConfig(t *testing.T, body string) string {
 
 func runCheckCommand(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	code = dispatch(append([]string{"check"}, args...), &out, &errOut)
-	t.Logf("pgveil check %s: exit %d\nstdout:\n%sstderr:\n%s", strings.Join(args, " "), code, out.String(), errOut.String())
-	return code, out.String(), errOut.String()
+	return runCommand(t, append([]string{"check"}, args...)...)
 }
 
 func TestCheckGoodRules(t *testing.T) {

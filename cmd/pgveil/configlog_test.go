@@ -86,11 +86,7 @@ func TestRuleChangesAreLoggedAndAudited(t *testing.T) {
 	if configLogDBErr != nil {
 		t.Fatal(configLogDBErr)
 	}
-	conn, err := pgx.Connect(ctx, db.DSN("postgres", "", configLogDB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	conn := connectDB(t, "postgres", configLogDB)
 	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS pgveil CASCADE"); err != nil {
 		t.Fatal(err)
 	}

@@ -60,16 +60,17 @@ func resetGuardDB(t *testing.T) *pgx.Conn {
 	if guardDBErr != nil {
 		t.Fatal(guardDBErr)
 	}
-	conn := guardConn(t, "postgres")
+	conn := connectDB(t, "postgres", guardDB)
 	if _, err := conn.Exec(testCtx(t), guardSchemaSQL); err != nil {
 		t.Fatal(err)
 	}
 	return conn
 }
 
-func guardConn(t *testing.T, role string) *pgx.Conn {
+// connectDB connects as role to a database of the test cluster.
+func connectDB(t *testing.T, role, database string) *pgx.Conn {
 	t.Helper()
-	conn, err := pgx.Connect(testCtx(t), db.DSN(role, "", guardDB))
+	conn, err := pgx.Connect(testCtx(t), db.DSN(role, "", database))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +165,7 @@ func TestGuardKeepsAnonymizedRowsAnonymized(t *testing.T) {
 	wantRefused(t, conn, "UPDATE customers SET email = 'x@y' WHERE id = 1", "public.customers", "id = 1")
 	wantRefused(t, conn, "UPDATE customers SET anonymized_at = NULL WHERE id = 1", "public.customers", "id = 1")
 	wantRefused(t, conn, "UPDATE conversations SET subject = 'Kari asks again' WHERE id = 100", "public.conversations", "id = 100")
-	wantRefused(t, guardConn(t, "support"), "UPDATE customers SET first_name = 'Kari' WHERE id = 1", "public.customers", "id = 1")
+	wantRefused(t, connectDB(t, "support", guardDB), "UPDATE customers SET first_name = 'Kari' WHERE id = 1", "public.customers", "id = 1")
 	mustExec(t, conn, "UPDATE customers SET country = 'DK', phone = '+4700000000', anonymized_at = now() WHERE id = 1")
 	mustExec(t, conn, "UPDATE customers SET email = 'ola.new@example.org' WHERE id = 2")
 	mustExec(t, conn, "UPDATE conversations SET subject = 'Ola asks again' WHERE id = 101")
