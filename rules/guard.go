@@ -203,7 +203,7 @@ func InstalledGuards(ctx context.Context, q Querier) ([]InstalledGuard, error) {
 }
 
 // guardStateSQL gives, for a table and each of its partitions, the state
-// of the trigger of that name (tgenabled; ” when there is none).
+// of the trigger of that name (tgenabled, empty when there is none).
 // pg_partition_tree gives nothing for a table that is neither partitioned
 // nor a partition, hence the union with the table itself.
 const guardStateSQL = `
