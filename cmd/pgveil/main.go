@@ -33,6 +33,7 @@ func commands() []command {
 		{"check", "check the rules against the live database", runCheck},
 		{"anonymize", "anonymize the rows of a list of keys (a data-protection officer's batch)", runAnonymize},
 		{"explain", "show what a role would get for a query: masks per column, or the rejection", runExplain},
+		{"guard", "install the triggers that keep anonymized rows anonymized (or --drop them)", runGuard},
 	}
 }
 
