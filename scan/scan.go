@@ -27,7 +27,8 @@ type Options struct {
 	// validated per column; 0 means DefaultValues, and a negative number
 	// samples nothing (name evidence only).
 	Values int
-	// Timeout is the statement_timeout (and lock_timeout) of each query;
+	// Timeout is the statement_timeout of each query (waiting for a lock
+	// included);
 	// 0 means DefaultTimeout. A table whose sample times out is reported
 	// in Result.Notes and judged by its column names.
 	Timeout time.Duration
@@ -52,7 +53,7 @@ type Result struct {
 // values as they arrive. It keeps no value: a Finding holds counts only.
 //
 // The session is made read-only and given opts.Timeout as its
-// statement_timeout and lock_timeout; these settings stay on conn.
+// statement_timeout; these settings stay on conn.
 func Scan(ctx context.Context, conn *pgx.Conn, opts Options) (*Result, error) {
 	opts = opts.withDefaults()
 	if err := prepareSession(ctx, conn, opts.Timeout); err != nil {
@@ -102,7 +103,7 @@ func prepareSession(ctx context.Context, conn *pgx.Conn, timeout time.Duration) 
 	ms := strconv.FormatInt(timeout.Milliseconds(), 10)
 	_, err := conn.Exec(ctx, `SELECT set_config('default_transaction_read_only', 'on', false),
        set_config('DateStyle', 'ISO, YMD', false),
-       set_config('statement_timeout', $1, false), set_config('lock_timeout', $1, false)`, ms)
+       set_config('statement_timeout', $1, false)`, ms)
 	if err != nil {
 		return fmt.Errorf("setting up the session: %w", err)
 	}
@@ -112,11 +113,8 @@ func prepareSession(ctx context.Context, conn *pgx.Conn, timeout time.Duration) 
 func describeErr(err error, timeout time.Duration) string {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		switch pe.Code {
-		case "57014":
+		if pe.Code == "57014" {
 			return "statement_timeout of " + timeout.String() + " reached"
-		case "55P03":
-			return "lock_timeout of " + timeout.String() + " reached"
 		}
 		return pe.Message + " (SQLSTATE " + pe.Code + ")"
 	}
