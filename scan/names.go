@@ -27,13 +27,14 @@ const (
 // ASCII-folded and with their word separators removed ("e-post" and
 // "e_post" are both "epost"; "firstName" is "firstname"). The first kind
 // whose word occurs in a name wins, so ip_address is an IP address and
-// email_address an email.
+// email_address an email. A bare "ip" is left out: it names allowlists
+// and ranges as often as a person's address (values still tell).
 var nameWords = []struct {
 	kind  Kind
 	words []string
 }{
 	{Email, []string{"email", "emailaddress", "emailadresse", "epost", "epostadresse", "mailadresse", "mailaddress"}},
-	{IPAddress, []string{"ip", "ipaddress", "ipaddr", "ipadresse", "ipv4", "ipv6", "clientip", "remoteip", "remoteaddr"}},
+	{IPAddress, []string{"ipaddress", "ipaddr", "ipadresse", "ipv4", "ipv6", "clientip", "remoteip", "remoteaddr"}},
 	{NationalID, []string{"ssn", "socialsecuritynumber", "personnummer", "personnr", "fodselsnummer", "fodselsnr", "fnr",
 		"nationalid", "nationalidentitynumber", "personalidentitynumber", "dnummer", "cpr", "cprnummer", "henkilotunnus", "hetu"}},
 	{CardNumber, []string{"cardnumber", "cardno", "creditcard", "creditcardnumber", "ccnumber", "kortnummer", "pan"}},

@@ -33,7 +33,7 @@ func TestMatchName(t *testing.T) {
 		"address": Address, "adresse": Address, "home_address": Address, "postnummer": Postcode, "zip": Postcode, "zip_code": Postcode,
 		"birth_date": BirthDate, "dob": BirthDate, "fødselsdato": BirthDate, "fodselsdato": BirthDate, "date_of_birth": BirthDate,
 		"personnummer": NationalID, "fødselsnummer": NationalID, "fnr": NationalID, "ssn": NationalID,
-		"iban": BankAcct, "kontonummer": BankAcct, "card_number": CardNumber, "ip_address": IPAddress, "ip": IPAddress,
+		"iban": BankAcct, "kontonummer": BankAcct, "card_number": CardNumber, "ip_address": IPAddress, "clientIp": IPAddress, "remote_ip": IPAddress,
 		"comment": FreeText, "kommentar": FreeText,
 	} {
 		got, word, ok := MatchName(name)
@@ -42,7 +42,7 @@ func TestMatchName(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"id", "customer_id", "product_name", "filename", "created_at", "amount", "country", "notes",
-		"ref", "nps", "hotel", "zipper_size", "description", "status", "score", "token"} {
+		"ref", "nps", "hotel", "zipper_size", "description", "status", "score", "token", "ip", "ip_range"} {
 		if k, w, ok := MatchName(name); ok {
 			t.Errorf("MatchName(%q) = %q (word %q), want no match", name, k, w)
 		}

@@ -278,7 +278,7 @@ func TestAnonymizeCommandUsage(t *testing.T) {
 func TestAnonymizeProgress(t *testing.T) {
 	var buf bytes.Buffer
 	clock := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	p := &progress{w: &buf, total: 100, now: func() time.Time { return clock }, start: clock}
+	p := &progress{name: "pgveil anonymize", unit: "keys", w: &buf, total: 100, now: func() time.Time { return clock }, start: clock}
 	for _, step := range []struct {
 		after time.Duration
 		done  int
@@ -292,7 +292,7 @@ func TestAnonymizeProgress(t *testing.T) {
 		t.Errorf("plain progress:\n%s\nwant\n%s", buf.String(), want)
 	}
 	buf.Reset()
-	p = &progress{w: &buf, tty: true, total: 4, now: func() time.Time { return clock }, start: clock.Add(-3 * time.Second)}
+	p = &progress{name: "pgveil anonymize", unit: "keys", w: &buf, tty: true, total: 4, now: func() time.Time { return clock }, start: clock.Add(-3 * time.Second)}
 	p.update(1)
 	p.finish()
 	if want := "\r[#######.......................]  25%  1/4 keys  3s\n"; buf.String() != want {

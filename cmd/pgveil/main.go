@@ -30,6 +30,7 @@ func commands() []command {
 		{"serve", "run the proxy (the default when no command is given)", runServe},
 		{"demo", "run the proxy in front of a throwaway PostgreSQL to try it", runDemo},
 		{"check", "check the rules against the live database", runCheck},
+		{"scan", "find columns that look like personal data, and write starter rules", runScan},
 		{"anonymize", "anonymize the rows of a list of keys (a data-protection officer's batch)", runAnonymize},
 	}
 }
