@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -136,11 +137,16 @@ func StarterRules(findings []Finding, listen, upstream string) ([]byte, error) {
 	} else {
 		add(root, "tables", tables)
 	}
-	out, err := yaml.Marshal(&yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{root}})
-	if err != nil {
+	var out bytes.Buffer
+	enc := yaml.NewEncoder(&out)
+	enc.SetIndent(2)
+	if err := enc.Encode(&yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{root}}); err != nil {
 		return nil, fmt.Errorf("writing the rules: %w", err)
 	}
-	return out, nil
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("writing the rules: %w", err)
+	}
+	return out.Bytes(), nil
 }
 
 // tableNode is a table's entry; its last value is the columns mapping.
@@ -148,7 +154,7 @@ func tableNode(t *Table) *yaml.Node {
 	n := mapping(false)
 	if t.Key != "" {
 		add(n, "key", scalar(t.Key))
-	} else {
+	} else if t.Kind != 'm' {
 		n.HeadComment = "no single-column primary key: set key to a unique column before using ANONYMIZE"
 	}
 	if t.Marker != "" && t.Kind != 'm' {

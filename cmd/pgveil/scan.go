@@ -133,8 +133,8 @@ func (f *scanFlags) run(ctx context.Context, conn *pgx.Conn, target string, stdo
 		fmt.Fprintln(stderr, "pgveil scan:", n)
 	}
 	printFindings(stdout, res.Findings)
-	fmt.Fprintf(stdout, "\npgveil scan: %s in %s of %s (%s)\n", count(len(res.Findings), "candidate column"),
-		count(tablesWith(res.Findings), "table"), count(len(res.Tables), "table"), target)
+	fmt.Fprintf(stdout, "\npgveil scan: %s in %d of %s (%s)\n", count(len(res.Findings), "candidate column"),
+		tablesWith(res.Findings), count(len(res.Tables), "table"), target)
 	if f.write == "" {
 		return 0
 	}
