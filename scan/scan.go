@@ -163,17 +163,18 @@ func sampleTable(ctx context.Context, conn *pgx.Conn, t *Table, opts Options) (m
 }
 
 // sampleSQL selects up to n rows of the columns, each cut to
-// maxSampledChars. On a table the planner expects to hold more than ten
-// times n rows it reads a TABLESAMPLE SYSTEM of about four times n rows'
-// worth of pages.
+// maxSampledChars. On a table the planner expects to hold more than 50
+// times n rows it reads a TABLESAMPLE SYSTEM of about ten times n rows'
+// worth of pages (SYSTEM picks whole pages, so the number of rows it
+// returns varies; the margin keeps it above n nearly always).
 func sampleSQL(t *Table, cols []*Column, n int) string {
 	exprs := make([]string, len(cols))
 	for i, c := range cols {
 		exprs[i] = fmt.Sprintf("left(%s::text, %d)", pgx.Identifier{c.Name}.Sanitize(), maxSampledChars)
 	}
 	from := pgx.Identifier{t.Schema, t.Rel}.Sanitize()
-	if t.Rows > float64(10*n) {
-		pct := 100 * 4 * float64(n) / t.Rows
+	if t.Rows > float64(50*n) {
+		pct := 100 * 10 * float64(n) / t.Rows
 		from += " TABLESAMPLE SYSTEM (" + strconv.FormatFloat(pct, 'f', 6, 64) + ")"
 	}
 	return fmt.Sprintf("SELECT %s FROM %s LIMIT %d", strings.Join(exprs, ", "), from, n)
