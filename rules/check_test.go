@@ -5,7 +5,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -88,14 +87,7 @@ func cleanConfig(t *testing.T) *Config {
 
 func checkConn(t *testing.T) (context.Context, *pgx.Conn) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	conn, err := pgx.Connect(ctx, db.DSN("postgres", "", "postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return ctx, conn
+	return db.Connect(t, "postgres")
 }
 
 func runCheck(t *testing.T, cfg *Config) []Problem {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -45,12 +44,5 @@ CREATE TABLE other.people (email text);
 
 func scanConn(t *testing.T) (context.Context, *pgx.Conn) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	conn, err := pgx.Connect(ctx, db.DSN("postgres", "", "postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return ctx, conn
+	return db.Connect(t, "postgres")
 }

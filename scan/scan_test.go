@@ -18,7 +18,7 @@ func TestScanFindsPII(t *testing.T) {
 	ctx, conn := scanConn(t)
 	var calls, lastDone, lastTotal int
 	res, err := Scan(ctx, conn, Options{Schemas: []string{"public"}, Values: 100,
-		Today: time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC),
+		Today:    time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC),
 		Progress: func(done, total int) { calls, lastDone, lastTotal = calls+1, done, total }})
 	if err != nil {
 		t.Fatal(err)

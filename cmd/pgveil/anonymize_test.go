@@ -123,10 +123,7 @@ func writeAnonFile(t *testing.T, name, body string) string {
 
 func runAnonymizeCommand(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	code = dispatch(append([]string{"anonymize"}, args...), &out, &errOut)
-	t.Logf("pgveil anonymize %s: exit %d\nstdout:\n%sstderr:\n%s", strings.Join(args, " "), code, out.String(), errOut.String())
-	return code, out.String(), errOut.String()
+	return runCommand(t, "anonymize", args...)
 }
 
 // anonArgs are the flags every run shares, connecting as role.

@@ -25,9 +25,15 @@ func writeCheckConfig(t *testing.T, body string) string {
 
 func runCheckCommand(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runCommand(t, "check", args...)
+}
+
+// runCommand runs pgveil command with args and logs its output.
+func runCommand(t *testing.T, command string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errOut bytes.Buffer
-	code = dispatch(append([]string{"check"}, args...), &out, &errOut)
-	t.Logf("pgveil check %s: exit %d\nstdout:\n%sstderr:\n%s", strings.Join(args, " "), code, out.String(), errOut.String())
+	code = dispatch(append([]string{command}, args...), &out, &errOut)
+	t.Logf("pgveil %s %s: exit %d\nstdout:\n%sstderr:\n%s", command, strings.Join(args, " "), code, out.String(), errOut.String())
 	return code, out.String(), errOut.String()
 }
 

@@ -69,10 +69,7 @@ func scanDSN(t *testing.T) string {
 
 func runScanCommand(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	code = dispatch(append([]string{"scan"}, args...), &out, &errOut)
-	t.Logf("pgveil scan %s: exit %d\nstdout:\n%sstderr:\n%s", strings.Join(args, " "), code, out.String(), errOut.String())
-	return code, out.String(), errOut.String()
+	return runCommand(t, "scan", args...)
 }
 
 func TestScanCommand(t *testing.T) {
