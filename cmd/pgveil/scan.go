@@ -7,10 +7,8 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 
 	"github.com/jackc/pgx/v5"
@@ -81,17 +79,9 @@ func runScan(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	conn, err := adminConnect(ctx, &rules.Config{}, f.dsn)
-	if err != nil {
-		fmt.Fprintln(stderr, "pgveil scan:", err)
-		return 1
-	}
-	defer conn.Close(context.Background())
-	target := connectedTo(conn)
-	log.Debug("connected", "target", target)
-	return f.run(ctx, conn, target, stdout, stderr)
+	return withAdminConn("scan", &rules.Config{}, f.dsn, stderr, log, func(ctx context.Context, conn *pgx.Conn, target string) int {
+		return f.run(ctx, conn, target, stdout, stderr)
+	})
 }
 
 // usageError checks the flags that parsed; "" when they are fine.
