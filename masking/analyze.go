@@ -39,6 +39,7 @@ func Analyze(sql string, cat Catalog, opt Options) (plan *Plan, err error) {
 		plan.Statements = append(plan.Statements, a.topStatement(raw.GetStmt()))
 	}
 	a.checkSequence(plan.Statements)
+	plan.rewrites = a.rewriteSteps(tree)
 	return plan, nil
 }
 
@@ -55,6 +56,8 @@ type analyzer struct {
 	resolved []bool
 	// steps counts the nodes analysed, against maxSteps.
 	steps int
+	// marks are the nodes the server must run changed (rewrite.go).
+	marks map[any]rewriteKind
 }
 
 // maxSteps bounds the work of one analysis. Nested recursive queries are

@@ -280,4 +280,7 @@ func (a *analyzer) setConfig(fc *pg.FuncCall) {
 	if _, ok := identityNames[name]; ok {
 		a.refuse("set_config of "+name, "it changes who the session is or how it resolves names")
 	}
+	if steersPlan(name) {
+		a.refuse("set_config of "+name, planHint)
+	}
 }

@@ -14,6 +14,9 @@ const RejectCode = "42501"
 // A Plan holds no literal values and no PII; it may be cached and shared.
 type Plan struct {
 	Statements []StatementPlan
+	// rewrites are the changes the server must run the text with
+	// (rewrite.go); see Analysis.Text.
+	rewrites []rewriteStep
 }
 
 // StatementPlan says what one statement returns and how to mask it.

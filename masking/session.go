@@ -202,9 +202,29 @@ type Session struct {
 type Analysis struct {
 	plan *Plan
 	sql  string
+	text string // what the server runs instead of sql, when not ""
 	gen  uint64
 	rels map[uint32]bool // the relations it resolved (see staleResult)
 }
+
+// newAnalysis makes the analysis of sql from its plan, rewriting the text
+// when the plan says the server must run it changed (rewrite.go).
+func newAnalysis(plan *Plan, sql string, gen uint64, rels map[uint32]bool) (*Analysis, error) {
+	a := &Analysis{plan: plan, sql: sql, gen: gen, rels: rels}
+	if len(plan.rewrites) > 0 {
+		text, err := rewriteText(sql, plan.rewrites)
+		if err != nil {
+			return nil, err
+		}
+		a.text = text
+	}
+	return a, nil
+}
+
+// Text returns the text the server must run in place of the client's, or
+// "" when the client's text runs as it is. The plan applies to its
+// results either way.
+func (a *Analysis) Text() string { return a.text }
 
 // Statements implements proxy.Query.
 func (a *Analysis) Statements() int { return len(a.plan.Statements) }
@@ -238,7 +258,8 @@ func (s *Session) Cached(sql string) (a *Analysis, err error, ok bool) {
 	if c.err != nil {
 		return nil, c.err, true
 	}
-	return &Analysis{c.plan, sql, s.gen, c.rels}, nil, true
+	a, err = newAnalysis(c.plan, sql, s.gen, c.rels)
+	return a, err, true
 }
 
 // Warm analyses sql into the cache. It may run on another goroutine than
@@ -277,7 +298,7 @@ func (s *Session) analyzeInto(key string, cat Catalog, gen uint64, sql string) (
 	if err != nil {
 		return nil, err
 	}
-	return &Analysis{plan, sql, gen, rec.rels}, nil
+	return newAnalysis(plan, sql, gen, rec.rels)
 }
 
 // recordingCatalog notes every relation an analysis resolves.
@@ -327,7 +348,7 @@ func (s *Session) current(a *Analysis) *Analysis {
 		for i := range plan.Statements {
 			plan.Statements[i] = StatementPlan{AllColumns: redacted, ReadsPII: true}
 		}
-		fresh = &Analysis{plan, a.sql, s.gen, nil}
+		fresh = &Analysis{plan: plan, sql: a.sql, gen: s.gen}
 	}
 	*a = *fresh
 	return a
@@ -607,11 +628,11 @@ func checkStartup(params map[string]string) error {
 		return &Rejection{Construct: "a replication connection", Message: "pgveil: masked roles may not open replication connections"}
 	}
 	for key, value := range params {
-		if settingNamed(key, identitySettings) {
+		if settingNamed(key, identitySettings) || steersPlan(key) {
 			return &Rejection{Message: fmt.Sprintf("pgveil: masked roles may not set %s at connection start", key)}
 		}
 		if key == "options" {
-			for _, name := range identitySettings {
+			for _, name := range append(identitySettings[:len(identitySettings):len(identitySettings)], append(planSettings, "enable_")...) {
 				if optionSets(value, name) {
 					return &Rejection{Message: fmt.Sprintf("pgveil: masked roles may not set %s in the startup options", name)}
 				}

@@ -83,6 +83,10 @@ type Query interface {
 	// Rewrite returns what the server runs instead of the client's text,
 	// or nil to forward the text as it is.
 	Rewrite() *Rewrite
+	// Text returns a text with the same results as the client's that the
+	// server runs in its place, in the same message, or "" to forward the
+	// client's own. Unlike a Rewrite, the Policy's masking applies to it.
+	Text() string
 }
 
 // Rewrite replaces one client statement (a pgveil command such as

@@ -237,18 +237,21 @@ type analysis struct{ a *masking.Analysis }
 
 func (q analysis) Statements() int         { return q.a.Statements() }
 func (q analysis) Rewrite() *proxy.Rewrite { return nil }
+func (q analysis) Text() string            { return q.a.Text() }
 
 // rewritten is an ANONYMIZE, run as its plan.
 type rewritten struct{ rw *proxy.Rewrite }
 
 func (q rewritten) Statements() int         { return 1 }
 func (q rewritten) Rewrite() *proxy.Rewrite { return q.rw }
+func (rewritten) Text() string              { return "" }
 
 // untouched is any statement of an unmasked session: not parsed, passed on.
 type untouched struct{}
 
 func (untouched) Statements() int         { return 1 << 30 }
 func (untouched) Rewrite() *proxy.Rewrite { return nil }
+func (untouched) Text() string            { return "" }
 
 type rowMasker struct{ r *masking.RowMasker }
 

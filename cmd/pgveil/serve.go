@@ -173,6 +173,8 @@ func proxyOptions(cfg *rules.Config, g *masking.Guard) (proxy.Options, error) {
 		Upstream:        cfg.Upstream,
 		MaxMessageSize:  cfg.MaxMessageSize,
 		ShutdownTimeout: time.Duration(cfg.ShutdownTimeout),
+		PeerID:          cfg.PeerID,
+		Peers:           cfg.Peers,
 	}
 	if len(cfg.Tables) > 0 {
 		opts.Guard = guard{g}
