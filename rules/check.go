@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgveil/pgveil/scan"
 )
 
 // PseudonymKeyEnv is the environment variable holding the HMAC key of the
@@ -78,7 +80,10 @@ func (p Problem) String() string {
 //     columns its nearest declared ancestor protects (its own rules replace
 //     the ancestor's when it is read directly);
 //   - the roles under roles exist and can log in (warnings: they may be
-//     created later).
+//     created later);
+//   - every column of a declared table whose name suggests personal data
+//     (scan.MatchName: email, telefon, fornavn, ...) has a rule (a warning:
+//     drift, such as a column added since the rules were written).
 func Check(ctx context.Context, cfg *Config, conn *pgx.Conn) (problems []Problem, err error) {
 	c := &checker{ctx: ctx, cfg: cfg, conn: conn, rels: make(map[string]*relation)}
 	if err := c.run(); err != nil {
@@ -188,6 +193,39 @@ func (c *checker) checkTable(key, name string, t *Table, rel *relation) {
 			c.checkAnonymize(ckey+".anonymize", t, rel, col.Anonymize, a)
 		}
 	}
+	c.checkUnruled(key, t, rel)
+}
+
+// checkUnruled warns about the columns of a declared table whose names
+// suggest personal data but that have no rule: columns added since the
+// rules were written, say. It goes by names only (scan.MatchName), and
+// leaves out the key, the parent link, the marker, and the columns a
+// declared ancestor protects (checkAncestors reports those).
+func (c *checker) checkUnruled(key string, t *Table, rel *relation) {
+	for _, name := range sortedKeys(rel.cols) {
+		if _, ruled := t.Columns[name]; ruled || name == t.Key || name == t.AnonymizedMarker ||
+			(t.Parent != nil && name == t.Parent.Via) || c.ancestorRules(rel, name) {
+			continue
+		}
+		a := rel.cols[name]
+		kind, word, ok := scan.MatchName(name)
+		if !ok || !kind.Fits(scan.ClassOf(a.baseSchema, a.base)) {
+			continue
+		}
+		c.warnf(key+".columns."+name, "no rule, but the name suggests personal data (%s: %q); declare it with a mask, or rename it if it holds none", kind, word)
+	}
+}
+
+// ancestorRules reports whether the nearest declared ancestor of rel
+// has a rule for column name.
+func (c *checker) ancestorRules(rel *relation, name string) bool {
+	for _, anc := range rel.ancestors {
+		if at := c.cfg.Tables[anc]; at != nil {
+			_, ok := at.Columns[name]
+			return ok
+		}
+	}
+	return false
 }
 
 // checkMask checks that a mask strategy fits the column's type.

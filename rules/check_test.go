@@ -5,7 +5,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -89,14 +88,7 @@ func cleanConfig(t *testing.T) *Config {
 
 func checkConn(t *testing.T) (context.Context, *pgx.Conn) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	conn, err := pgx.Connect(ctx, db.DSN("postgres", "", "postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return ctx, conn
+	return db.Connect(t, "postgres")
 }
 
 func runCheck(t *testing.T, cfg *Config) []Problem {
@@ -231,6 +223,14 @@ func TestCheckFindsEachProblem(t *testing.T) {
 		{"partition protecting less than its parent", func(c *Config) {
 			c.Tables["public.events_2024"] = &Table{OnAnonymize: "anonymize", Columns: map[string]*Column{"ip": col("redact", "")}}
 		}, []want{{"tables.public.events_2024.columns", "public.events_2024 inherits from public.events, whose rules protect email; reading public.events_2024 directly applies only its own rules", false}}},
+		{"PII-named columns without a rule", func(c *Config) {
+			delete(people(c).Columns, "email")
+			delete(people(c).Columns, "name")
+			delete(people(c).Columns, "age") // not named like PII: no warning
+		}, []want{
+			{"tables.public.people.columns.email", `no rule, but the name suggests personal data (email: "email")`, true},
+			{"tables.public.people.columns.name", `no rule, but the name suggests personal data (name: "name")`, true},
+		}},
 		{"missing role", func(c *Config) { c.Roles.Unmasked = append(c.Roles.Unmasked, "app_admin") },
 			[]want{{"roles.unmasked", "role app_admin does not exist (it may be created later)", true}}},
 		{"role that cannot log in", func(c *Config) { c.Roles.Anonymize = []string{"analysts"} },

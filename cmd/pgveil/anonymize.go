@@ -317,7 +317,7 @@ type keysSummary struct {
 func runBatches(ctx context.Context, conn *pgx.Conn, plan *anonymize.Plan, keys []string, size int,
 	stdout, stderr io.Writer) error {
 	sum := &keysSummary{actions: map[string]string{}, rows: map[string]int64{}}
-	prog := newProgress(stderr, len(keys))
+	prog := newProgress(stderr, "pgveil anonymize", len(keys), "keys")
 	start := time.Now()
 	var err error
 	for i := 0; i < len(keys) && err == nil; i += size {
@@ -424,6 +424,8 @@ func arrayLiteral(keys []string) string {
 // place on a terminal, a line every ten seconds otherwise, and nothing for
 // a run shorter than a second.
 type progress struct {
+	name  string // the command, for lines: "pgveil anonymize"
+	unit  string // what is counted: "keys"
 	w     io.Writer
 	tty   bool
 	total int
@@ -433,9 +435,9 @@ type progress struct {
 	drawn bool      // a bar is on the screen
 }
 
-// newProgress starts the clock for total keys.
-func newProgress(w io.Writer, total int) *progress {
-	p := &progress{w: w, tty: isTerminal(w), total: total, now: time.Now}
+// newProgress starts the clock for total units of work (keys, tables).
+func newProgress(w io.Writer, name string, total int, unit string) *progress {
+	p := &progress{name: name, unit: unit, w: w, tty: isTerminal(w), total: total, now: time.Now}
 	p.start = p.now()
 	return p
 }
@@ -450,7 +452,7 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// update reports that done keys are done.
+// update reports that done units are done.
 func (p *progress) update(done int) {
 	now := p.now()
 	elapsed := now.Sub(p.start)
@@ -461,12 +463,12 @@ func (p *progress) update(done int) {
 	if p.tty {
 		const width = 30
 		bar := strings.Repeat("#", pct*width/100) + strings.Repeat(".", width-pct*width/100)
-		fmt.Fprintf(p.w, "\r[%s] %3d%%  %d/%d keys  %s", bar, pct, done, p.total, elapsed.Round(time.Second))
+		fmt.Fprintf(p.w, "\r[%s] %3d%%  %d/%d %s  %s", bar, pct, done, p.total, p.unit, elapsed.Round(time.Second))
 		p.drawn = true
 		return
 	}
 	if p.last.IsZero() || now.Sub(p.last) >= 10*time.Second || done == p.total {
-		fmt.Fprintf(p.w, "pgveil anonymize: %d/%d keys (%d%%), %s\n", done, p.total, pct, elapsed.Round(time.Second))
+		fmt.Fprintf(p.w, "%s: %d/%d %s (%d%%), %s\n", p.name, done, p.total, p.unit, pct, elapsed.Round(time.Second))
 		p.last = now
 	}
 }

@@ -117,7 +117,7 @@ func writeAnonFile(t *testing.T, name, body string) string {
 
 func runAnonymizeCommand(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	return runCommand(t, append([]string{"anonymize"}, args...)...)
+	return runCommand(t, "anonymize", args...)
 }
 
 // anonArgs are the flags every run shares, connecting as role.
@@ -269,7 +269,7 @@ func TestAnonymizeCommandUsage(t *testing.T) {
 func TestAnonymizeProgress(t *testing.T) {
 	var buf bytes.Buffer
 	clock := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	p := &progress{w: &buf, total: 100, now: func() time.Time { return clock }, start: clock}
+	p := &progress{name: "pgveil anonymize", unit: "keys", w: &buf, total: 100, now: func() time.Time { return clock }, start: clock}
 	for _, step := range []struct {
 		after time.Duration
 		done  int
@@ -283,7 +283,7 @@ func TestAnonymizeProgress(t *testing.T) {
 		t.Errorf("plain progress:\n%s\nwant\n%s", buf.String(), want)
 	}
 	buf.Reset()
-	p = &progress{w: &buf, tty: true, total: 4, now: func() time.Time { return clock }, start: clock.Add(-3 * time.Second)}
+	p = &progress{name: "pgveil anonymize", unit: "keys", w: &buf, tty: true, total: 4, now: func() time.Time { return clock }, start: clock.Add(-3 * time.Second)}
 	p.update(1)
 	p.finish()
 	if want := "\r[#######.......................]  25%  1/4 keys  3s\n"; buf.String() != want {

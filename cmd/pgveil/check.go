@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -67,16 +68,32 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if cfg == nil {
 		return code
 	}
+	return withAdminConn("check", cfg, *dsn, stderr, log, func(ctx context.Context, conn *pgx.Conn, target string) int {
+		return checkAndReport(ctx, cfg, conn, target, *config, stdout, stderr)
+	})
+}
+
+// withAdminConn connects with adminConnect, runs fn until it returns or
+// SIGINT or SIGTERM cancels its context, and closes the connection. A
+// connection failure is printed, prefixed with the command's name, and
+// gives exit status 1.
+func withAdminConn(command string, cfg *rules.Config, dsn string, stderr io.Writer, log *slog.Logger,
+	fn func(ctx context.Context, conn *pgx.Conn, target string) int) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	conn, err := adminConnect(ctx, cfg, *dsn)
+	conn, err := adminConnect(ctx, cfg, dsn)
 	if err != nil {
-		fmt.Fprintln(stderr, "pgveil check:", err)
+		fmt.Fprintf(stderr, "pgveil %s: %v\n", command, err)
 		return 1
 	}
 	defer conn.Close(context.Background())
 	target := connectedTo(conn)
 	log.Debug("connected", "target", target)
+	return fn(ctx, conn, target)
+}
+
+// checkAndReport runs rules.Check and prints its problems and a summary.
+func checkAndReport(ctx context.Context, cfg *rules.Config, conn *pgx.Conn, target, config string, stdout, stderr io.Writer) int {
 	problems, err := rules.Check(ctx, cfg, conn)
 	if err == nil && !hasErrors(problems) { // pgveil guard needs rules without errors
 		var guards []rules.Problem
@@ -97,14 +114,14 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if errs > 0 {
-		fmt.Fprintf(stdout, "pgveil check: %s, %s in %s (%s)\n", count(errs, "error"), count(warnings, "warning"), *config, target)
+		fmt.Fprintf(stdout, "pgveil check: %s, %s in %s (%s)\n", count(errs, "error"), count(warnings, "warning"), config, target)
 		return 1
 	}
 	if warnings > 0 {
-		fmt.Fprintf(stdout, "pgveil check: the rules fit %s (%s, %s)\n", target, *config, count(warnings, "warning"))
+		fmt.Fprintf(stdout, "pgveil check: the rules fit %s (%s, %s)\n", target, config, count(warnings, "warning"))
 		return 0
 	}
-	fmt.Fprintf(stdout, "pgveil check: the rules fit %s (%s)\n", target, *config)
+	fmt.Fprintf(stdout, "pgveil check: the rules fit %s (%s)\n", target, config)
 	return 0
 }
 

@@ -25,7 +25,16 @@ func writeCheckConfig(t *testing.T, body string) string {
 
 func runCheckCommand(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	return runCommand(t, append([]string{"check"}, args...)...)
+	return runCommand(t, "check", args...)
+}
+
+// runCommand runs pgveil command with args and logs its output.
+func runCommand(t *testing.T, command string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = dispatch(append([]string{command}, args...), &out, &errOut)
+	t.Logf("pgveil %s %s: exit %d\nstdout:\n%sstderr:\n%s", command, strings.Join(args, " "), code, out.String(), errOut.String())
+	return code, out.String(), errOut.String()
 }
 
 func TestCheckGoodRules(t *testing.T) {
@@ -82,7 +91,10 @@ tables:
 		"tables.public.customers.columns.birth_date.mask: partial:1,1 does not fit birth_date date (fits: generalize:year|month, redact, nullify)",
 		"tables.public.customers.columns.email.anonymize: text:gone writes the same value 'gone' to every anonymized row, but email is in unique constraint customers_email_key",
 		"tables.public.customers.columns.emial: no such column in public.customers",
+		`tables.public.customers.columns.first_name: warning: no rule, but the name suggests personal data (name: "firstname")`,
+		`tables.public.customers.columns.phone: warning: no rule, but the name suggests personal data (phone: "phone")`,
 		"tables.public.orders.parent.via: warning: no foreign key from public.orders.customer_id to public.customers.id",
+		"tables.public.survey_responses.columns.comment: warning: no rule, but the name suggests personal data (free_text: \"comment\")",
 		"tables.public.survey_responses.columns.customer_id.anonymize: customer_id is parent.via, the link to public.customers (foreign key survey_responses_customer_id_fkey",
 	}
 	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
@@ -94,7 +106,7 @@ tables:
 			t.Errorf("line %d:\n got %s\nwant %s: %s…", i+1, lines[i], path, w)
 		}
 	}
-	summary := fmt.Sprintf("pgveil check: 6 errors, 1 warning in %s (database postgres at %s)", path, db.Addr())
+	summary := fmt.Sprintf("pgveil check: 6 errors, 4 warnings in %s (database postgres at %s)", path, db.Addr())
 	if lines[len(lines)-1] != summary {
 		t.Errorf("summary:\n got %s\nwant %s", lines[len(lines)-1], summary)
 	}

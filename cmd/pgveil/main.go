@@ -31,6 +31,7 @@ func commands() []command {
 		{"serve", "run the proxy (the default when no command is given)", runServe},
 		{"demo", "run the proxy in front of a throwaway PostgreSQL to try it", runDemo},
 		{"check", "check the rules against the live database", runCheck},
+		{"scan", "find columns that look like personal data, and write starter rules", runScan},
 		{"anonymize", "anonymize the rows of a list of keys (a data-protection officer's batch)", runAnonymize},
 		{"explain", "show what a role would get for a query: masks per column, or the rejection", runExplain},
 		{"guard", "install the triggers that keep anonymized rows anonymized (or --drop them)", runGuard},
