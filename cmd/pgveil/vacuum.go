@@ -109,7 +109,7 @@ type relation struct {
 	owner        string
 }
 
-func (r relation) ident() string { return pgx.Identifier{r.schema, r.name}.Sanitize() }
+func (r relation) ident() string  { return pgx.Identifier{r.schema, r.name}.Sanitize() }
 func (r relation) String() string { return r.schema + "." + r.name }
 
 // tableTree lists the table and its descendants, parents first, with
