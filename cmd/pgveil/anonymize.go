@@ -49,8 +49,10 @@ used.
 An UPDATE leaves the old values in dead row versions (heap, TOAST,
 indexes), and ANALYZE's samples of them in pg_statistic. So once its
 batches are committed, the command runs VACUUM (ANALYZE) on every table it
-changed (partitions and inheritance children included); --no-vacuum turns
-this off. VACUUM needs the table's owner (or the database owner, a
+changed (partitions and inheritance children included), and pg_statistic;
+--no-vacuum turns this off. When every key found had been anonymized
+before (say, by ANONYMIZE through the proxy), it vacuums all the tables of
+the cascade instead, so that a second run finishes the cleanup. VACUUM needs the table's owner (or the database owner, a
 superuser, or from PostgreSQL 17 the MAINTAIN privilege): the summary names
 each table the role may not vacuum, and why. Even after VACUUM, the bytes
 of the dead versions stay in the files' free space until new rows happen
@@ -169,7 +171,7 @@ func anonymizeKeys(ctx context.Context, opts anonymizeOptions, stdout, stderr io
 		return err
 	}
 	sum, err := runBatches(ctx, conn, plan, keys, opts.batch, stdout, stderr)
-	return errors.Join(err, cleanup(ctx, conn, method, sum.changedTables(), stdout))
+	return errors.Join(err, cleanup(ctx, conn, method, sum.cleanupTables(), stdout))
 }
 
 // anonymizeConnect connects as pgveil check does, but never with the

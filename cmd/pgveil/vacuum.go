@@ -379,14 +379,20 @@ func printCleanup(w io.Writer, method cleanupMethod, results []cleanupResult, to
 	}
 }
 
-// changedTables lists the tables of the summary that had rows changed or
-// deleted.
-func (s *keysSummary) changedTables() []string {
+// cleanupTables lists the tables to vacuum or rewrite: those that had
+// rows changed or deleted; or, when the keys found had all been
+// anonymized before (through the proxy, or by a run whose VACUUM was held
+// back), every table of the cascade, so that a second run finishes the
+// cleanup.
+func (s *keysSummary) cleanupTables() []string {
 	var out []string
 	for _, t := range s.tables {
 		if s.rows[t] > 0 {
 			out = append(out, t)
 		}
+	}
+	if len(out) == 0 && s.matched > 0 {
+		return s.tables
 	}
 	return out
 }

@@ -381,6 +381,12 @@ func TestAnonymizeCommandVacuumRights(t *testing.T) {
 		!strings.Contains(stdout, "not vacuumed (--no-vacuum): the old values stay in the dead row versions of public.customers, public.recordings, public.survey_responses until VACUUM (ANALYZE)\n") {
 		t.Errorf("--no-vacuum: exit %d, stdout %q", code, stdout)
 	}
+	// A second run finds the keys anonymized before, and vacuums the cascade.
+	code, stdout, _ = runAnonymizeCommand(t, append(anonArgs(t, anonDPO), "--table", "customers", "--keys", keys)...)
+	if code != 0 || !strings.Contains(stdout, "  anonymized  public.customers         0 rows\n") ||
+		!strings.Contains(stdout, "  public.survey_responses: vacuumed, analyzed\n") || !strings.Contains(stdout, "  NOT vacuumed: public.recordings: ") {
+		t.Errorf("second run: exit %d, stdout %q", code, stdout)
+	}
 	if code, _, _ := runAnonymizeCommand(t, append(anonArgs(t, anonDPO), "--table", "customers", "--keys", keys, "--no-vacuum", "--rewrite")...); code != 2 {
 		t.Errorf("--no-vacuum --rewrite: exit %d, want 2", code)
 	}
