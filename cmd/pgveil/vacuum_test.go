@@ -171,7 +171,14 @@ func readDataFile(t *testing.T, conn *pgx.Conn, name string) (b []byte, ok bool)
 	case !errors.Is(err, fs.ErrPermission):
 		t.Fatal(err)
 	}
-	err = conn.QueryRow(testCtx(t), "SELECT pg_read_binary_file($1, true)", name).Scan(&b)
+	return readDataFileByServer(t, conn, name)
+}
+
+// readDataFileByServer reads a file of the data directory through the
+// server (as a superuser). ok is false when the file does not exist.
+func readDataFileByServer(t *testing.T, conn *pgx.Conn, name string) (b []byte, ok bool) {
+	t.Helper()
+	err := conn.QueryRow(testCtx(t), "SELECT pg_read_binary_file($1, 0, (pg_stat_file($1, true)).size, true)", name).Scan(&b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,6 +384,23 @@ func TestAnonymizeCommandVacuumRights(t *testing.T) {
 	}
 	if code, _, _ := runAnonymizeCommand(t, append(anonArgs(t, anonDPO), "--table", "customers", "--keys", keys, "--no-vacuum", "--rewrite")...); code != 2 {
 		t.Errorf("--no-vacuum --rewrite: exit %d, want 2", code)
+	}
+}
+
+// TestReadDataFileByServer checks the way the disk tests read the
+// server's files when the test process may not.
+func TestReadDataFileByServer(t *testing.T) {
+	resetAnonDB(t)
+	conn := anonConn(t, "postgres")
+	direct, err := os.ReadFile(filepath.Join(db.DataDir, "PG_VERSION"))
+	if err != nil && !errors.Is(err, fs.ErrPermission) {
+		t.Fatal(err)
+	}
+	if b, ok := readDataFileByServer(t, conn, "PG_VERSION"); !ok || len(b) == 0 || (direct != nil && !bytes.Equal(b, direct)) {
+		t.Errorf("PG_VERSION through the server: %q %v, on disk %q", b, ok, direct)
+	}
+	if b, ok := readDataFileByServer(t, conn, "base/no-such-file"); ok {
+		t.Errorf("a missing file read as %q", b)
 	}
 }
 
