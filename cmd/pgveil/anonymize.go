@@ -55,17 +55,18 @@ before (say, by ANONYMIZE through the proxy), it vacuums all the tables of
 the cascade instead, so that a second run finishes the cleanup. VACUUM
 needs the table's owner (or the database owner, a superuser, or from
 PostgreSQL 17 the MAINTAIN privilege): the summary names each table the
-role may not vacuum, and why. Even after VACUUM, the bytes of the dead
-versions stay in the files' free space until new rows happen to overwrite
-them. --rewrite writes the tables anew, so that no old byte remains in
-their heap, TOAST or index files: online with pg_repack when its extension
-is installed in the database, the program is on PATH and the role is a
-superuser; otherwise with VACUUM (FULL, ANALYZE), which holds an ACCESS
-EXCLUSIVE lock on each table for the whole of its rewrite (nobody can read
-or write it meanwhile), and which the command therefore runs only with
---yes: without it, it stops before anonymizing anything. What neither
-reaches (WAL, backups, replicas, server logs, free file system blocks):
-see the README.
+role may not vacuum, and why, and the sessions, prepared transactions and
+replication slots whose older snapshots keep old row versions alive. Even
+after VACUUM, the bytes of the dead versions stay in the files' free space
+until new rows happen to overwrite them. --rewrite writes the tables anew,
+so that no old byte remains in their heap, TOAST or index files: online
+with pg_repack when its extension is installed in the database, the
+program is on PATH and the role is a superuser; otherwise with VACUUM
+(FULL, ANALYZE), which holds an ACCESS EXCLUSIVE lock on each table for
+the whole of its rewrite (nobody can read or write it meanwhile), and
+which the command therefore runs only with --yes: without it, it stops
+before anonymizing anything. What neither reaches (WAL, backups, replicas,
+server logs, free file system blocks): see the README.
 
 The audit log must exist: the proxy creates it when it starts. --init-audit
 creates it instead (run it as a role that may create a schema) and grants

@@ -69,7 +69,8 @@ func chooseCleanup(ctx context.Context, conn *pgx.Conn, opts anonymizeOptions, t
 		return repack, err
 	}
 	lock := fmt.Sprintf("--rewrite will use VACUUM FULL (pg_repack cannot be used: %s), which holds an ACCESS EXCLUSIVE lock on each of %s "+
-		"for the whole of its rewrite: nobody can read or write the table meanwhile", why, strings.Join(tables, ", "))
+		"for the whole of its rewrite (and briefly on pg_catalog.pg_statistic): nobody can read or write the table meanwhile",
+		why, strings.Join(tables, ", "))
 	if !opts.yes {
 		return 0, &usageError{"nothing was anonymized: " + lock + ". Run again with --yes to accept the lock, " +
 			"or install pg_repack (Debian: postgresql-NN-repack, then CREATE EXTENSION pg_repack) for an online rewrite"}
@@ -203,30 +204,62 @@ func cleanup(ctx context.Context, conn *pgx.Conn, method cleanupMethod, changed 
 		return fmt.Errorf("the anonymization is committed, but the connection for %s failed: %w", method.describe(), err)
 	}
 	defer mc.Close(context.Background())
+	var horizon uint32
+	if err := mc.QueryRow(ctx, "SELECT pg_catalog.pg_current_xact_id()::xid").Scan(&horizon); err != nil {
+		return fmt.Errorf("the anonymization is committed, but %s failed: %w", method.describe(), err)
+	}
+	steps := make([]func() cleanupResult, 0, len(changed)+1)
+	for _, t := range changed {
+		steps = append(steps, func() cleanupResult { return cleanTable(ctx, mc, method, t) })
+	}
+	steps = append(steps, func() cleanupResult { return cleanStatistics(ctx, mc, method) })
 	var results []cleanupResult
 	var failed []string
-	for _, t := range changed {
+	for _, step := range steps {
 		warnings = warnings[:0]
-		res := cleanTable(ctx, mc, method, t)
+		res := step()
 		res.warnings = append(res.warnings, warnings...)
 		if res.err != nil {
-			failed = append(failed, t)
+			failed = append(failed, res.table)
 		}
 		results = append(results, res)
 	}
-	warnings = warnings[:0]
-	stats := cleanStatistics(ctx, mc, method)
-	stats.warnings = append(stats.warnings, warnings...)
-	if stats.err != nil {
-		failed = append(failed, stats.table)
-	}
-	results = append(results, stats)
+	holders, err := horizonHolders(ctx, mc, horizon)
 	printCleanup(stdout, method, results, time.Since(start))
+	if err != nil {
+		fmt.Fprintf(stdout, "  warning: cannot tell whether an older snapshot kept old row versions: %v\n", err)
+	}
+	if len(holders) > 0 {
+		fmt.Fprintf(stdout, "  warning: %s began before the cleanup and may still see the old row versions, which VACUUM then keeps "+
+			"(VACUUM FULL and pg_repack copy them): once they end, run the same command again, or %s the tables\n",
+			strings.Join(holders, ", "), method.describe())
+	}
 	if len(failed) > 0 {
 		return fmt.Errorf("the anonymization is committed, but %s failed for %s: the old values may remain in their files",
 			method.describe(), strings.Join(failed, ", "))
 	}
 	return nil
+}
+
+// horizonHolders lists what holds back the removal of row versions that
+// died before the transaction horizon began: other sessions of the
+// database (or without one: WAL senders) whose snapshot is older,
+// prepared transactions and replication slots.
+func horizonHolders(ctx context.Context, conn *pgx.Conn, horizon uint32) ([]string, error) {
+	rows, err := conn.Query(ctx, `
+SELECT 'session ' || pid FROM pg_catalog.pg_stat_activity
+  WHERE pid <> pg_catalog.pg_backend_pid() AND backend_xmin IS NOT NULL
+    AND (datname = pg_catalog.current_database() OR datname IS NULL) AND pg_catalog.age(backend_xmin) > pg_catalog.age($1::text::xid)
+UNION ALL
+SELECT 'prepared transaction ' || pg_catalog.quote_literal(gid) FROM pg_catalog.pg_prepared_xacts
+  WHERE database = pg_catalog.current_database() AND pg_catalog.age(transaction) > pg_catalog.age($1::text::xid)
+UNION ALL
+SELECT 'replication slot ' || slot_name FROM pg_catalog.pg_replication_slots
+  WHERE xmin IS NOT NULL AND pg_catalog.age(xmin) > pg_catalog.age($1::text::xid)`, strconv.FormatUint(uint64(horizon), 10))
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // maintenanceConn opens a second connection like conn whose WARNING and

@@ -376,12 +376,26 @@ func TestAnonymizeCommandVacuumRights(t *testing.T) {
 		!strings.Contains(stdout, "not vacuumed (--no-vacuum): the old values stay in the dead row versions of public.customers, public.recordings, public.survey_responses until VACUUM (ANALYZE)\n") {
 		t.Errorf("--no-vacuum: exit %d, stdout %q", code, stdout)
 	}
-	// A second run finds the keys anonymized before, and vacuums the cascade.
+	// A second run finds the keys anonymized before, and vacuums the
+	// cascade; a snapshot older than it is named as keeping old versions.
+	old, err := anonConn(t, "postgres").BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Rollback(ctx)
+	var pid int
+	if err := old.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
 	code, stdout, _ = runAnonymizeCommand(t, append(anonArgs(t, anonDPO), "--table", "customers", "--keys", keys)...)
 	if code != 0 || !strings.Contains(stdout, "  anonymized  public.customers         0 rows\n") ||
 		!strings.Contains(stdout, "  public.survey_responses: vacuumed, analyzed\n") || !strings.Contains(stdout, "  NOT vacuumed: public.recordings: ") {
 		t.Errorf("second run: exit %d, stdout %q", code, stdout)
 	}
+	if want := fmt.Sprintf("  warning: session %d began before the cleanup and may still see the old row versions", pid); !strings.Contains(stdout, want) {
+		t.Errorf("second run: stdout lacks %q", want)
+	}
+	old.Rollback(ctx)
 	if code, _, _ := runAnonymizeCommand(t, append(anonArgs(t, anonDPO), "--table", "customers", "--keys", keys, "--no-vacuum", "--rewrite")...); code != 2 {
 		t.Errorf("--no-vacuum --rewrite: exit %d, want 2", code)
 	}
