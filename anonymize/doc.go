@@ -11,6 +11,11 @@
 // marker, when declared, is set to now(); the key and every other column
 // stay, so the person still counts in aggregates. Rows whose marker is
 // already set are left alone, so running a statement twice is harmless.
+// A table without a marker leaves alone the rows whose anonymize columns
+// all hold what the strategies write already (NULL, the fixed text, an
+// address 'anon-%@anonymized.invalid'), so a second run counts 0 there
+// too; its children still cascade from every row it matched, so a child
+// row added since the first run is reached.
 // The change cascades to every table declared with a parent link to a
 // changed table (child.via = parent.key), recursively, with the child's
 // own strategies and marker; a child declared with on_anonymize: delete

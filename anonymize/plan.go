@@ -32,6 +32,9 @@ type Plan struct {
 	// number of rows of the named table it anonymized, which becomes the
 	// command tag "ANONYMIZE n".
 	Explain bool
+	// Table is the named table, schema-qualified as in the rules: the
+	// table whose rows the count of SQL counts.
+	Table string
 	// Tables are the tables SQL changes, schema-qualified as in the rules
 	// (for a notice that names the tables to VACUUM).
 	Tables []string
@@ -103,7 +106,7 @@ func (s *Statement) Plan(cfg *rules.Config, schemas []string, clientParams int) 
 		return nil, err
 	}
 	g := generator{targets: targets, alias: s.Alias, cond: cond, text: text}
-	p := &Plan{Params: mover.values, ClientParams: first, Explain: s.Explain, Tables: g.changed()}
+	p := &Plan{Params: mover.values, ClientParams: first, Explain: s.Explain, Table: root.name, Tables: g.changed()}
 	if s.Explain {
 		p.SQL = g.explainSQL()
 	} else {

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/pgveil/pgveil/rules"
 )
 
 // customerRow reads one customer as text.
@@ -122,17 +124,23 @@ func wantKeys(t *testing.T, doc string, want map[string][]int) {
 
 func TestAnonymizeTwiceCountsZero(t *testing.T) {
 	resetSchema(t)
+	wantSecondRunNoop(t, plan(t, "ANONYMIZE public.customers WHERE id IN (1, 2)", 0), "2")
+}
+
+// wantSecondRunNoop runs p twice: the first run counts first, the second
+// counts 0, changes no row, and its audit record has empty key lists.
+func wantSecondRunNoop(t *testing.T, p *Plan, first string) {
+	t.Helper()
 	conn := connect(t, "dpo")
-	p := plan(t, "ANONYMIZE public.customers WHERE id IN (1, 2)", 0)
-	if got := run(t, conn, p.SQL, p); got[0][0] != "2" {
-		t.Fatalf("first run: %v, want 2", got)
+	if got := run(t, conn, p.SQL, p); got[0][0] != first {
+		t.Fatalf("first run: %v, want %s", got, first)
 	}
 	before := snapshot(t)
 	if got := run(t, conn, p.SQL, p); got[0][0] != "0" {
 		t.Fatalf("second run: %v, want 0", got)
 	}
 	after := snapshot(t)
-	before[len(before)-1][0] = "2" // the second run appends a second audit record
+	before[len(before)-1][0] = strconv.Itoa(len(query(t, connect(t, "postgres"), "SELECT FROM pgveil.anonymize_log"))) // the second run appends an audit record
 	if !reflect.DeepEqual(before, after) {
 		t.Errorf("the second run changed rows:\nbefore %q\nafter  %q", before, after)
 	}
@@ -307,5 +315,74 @@ func TestConstantsOfManyTypesKeepTheirMeaning(t *testing.T) {
 	}
 	if c := customerRow(t, 1); c[2] != "***" {
 		t.Errorf("customer 1 = %q, want anonymized", c)
+	}
+}
+
+// planRules plans sql under the given rules.
+func planRules(t *testing.T, cfg *rules.Config, sql string) *Plan {
+	t.Helper()
+	st, err := Parse(sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := st.Plan(cfg, []string{"public"}, 0)
+	if err != nil {
+		t.Fatalf("Plan(%q): %v", sql, err)
+	}
+	return p
+}
+
+// TestAnonymizeTwiceWithoutMarker runs ANONYMIZE twice on a table without
+// an anonymized_marker: the second run counts 0 and changes nothing, yet a
+// child row added since is still reached.
+func TestAnonymizeTwiceWithoutMarker(t *testing.T) {
+	resetSchema(t)
+	cfg, err := rules.Parse([]byte(strings.Replace(testRules, "    key: id\n    anonymized_marker: anonymized_at\n", "    key: id\n", 1)))
+	if err != nil || cfg.Tables["public.customers"].AnonymizedMarker != "" {
+		t.Fatalf("rules without the customers' marker: %v", err)
+	}
+	p := planRules(t, cfg, "ANONYMIZE customers WHERE id IN (1, 2)")
+	wantSecondRunNoop(t, p, "2")
+	conn := connect(t, "dpo")
+
+	if err := db.Exec(testCtx(t), "INSERT INTO survey_responses VALUES (13, 1, 5, 'Kari wrote again')"); err != nil {
+		t.Fatal(err)
+	}
+	e := planRules(t, cfg, "EXPLAIN ANONYMIZE customers WHERE id IN (1, 2)")
+	want := [][]string{{"public.survey_responses", "13", "anonymize", "comment"}}
+	if got := run(t, conn, e.SQL, e); !reflect.DeepEqual(got, want) {
+		t.Errorf("EXPLAIN after a new child row: %q, want %q", got, want)
+	}
+	if got := run(t, conn, p.SQL, p); got[0][0] != "0" {
+		t.Fatalf("third run: %v, want 0", got)
+	}
+	got := query(t, connect(t, "postgres"), "SELECT comment FROM survey_responses WHERE id = 13")
+	if got[0][0] != "This comment has been anonymised based on customer request" {
+		t.Errorf("the new child row of an anonymized customer: %q", got)
+	}
+	rows := query(t, connect(t, "postgres"), "SELECT anonymized::text FROM pgveil.anonymize_log ORDER BY id DESC LIMIT 1")
+	wantKeys(t, rows[0][0], map[string][]int{"public.customers": {}, "public.conversations": {}, "public.survey_responses": {13}})
+}
+
+// TestDeletionIsAtomicWithTheRest makes the audit record, which is built
+// from every table's changes, fail when rows were deleted: the deleted
+// rows are back and nothing else changed.
+func TestDeletionIsAtomicWithTheRest(t *testing.T) {
+	resetSchema(t)
+	if err := db.Exec(testCtx(t), "ALTER TABLE pgveil.anonymize_log ADD CONSTRAINT nothing_deleted CHECK (deleted = '{\"public.recordings\": []}')"); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t)
+	p := plan(t, "ANONYMIZE customers WHERE id = 1", 0)
+	_, err := exec(testCtx(t), connect(t, "dpo"), p.SQL, p)
+	if err == nil || !strings.Contains(err.Error(), "nothing_deleted") {
+		t.Fatalf("ANONYMIZE whose audit record fails: %v, want the check violation", err)
+	}
+	if after := snapshot(t); !reflect.DeepEqual(before, after) {
+		t.Errorf("a failed ANONYMIZE deleted or changed rows:\nbefore %q\nafter  %q", before, after)
+	}
+	p = plan(t, "ANONYMIZE customers WHERE id = 4", 0) // no recordings: the audit record passes
+	if got := run(t, connect(t, "dpo"), p.SQL, p); got[0][0] != "1" {
+		t.Errorf("ANONYMIZE deleting nothing: %v, want 1", got)
 	}
 }

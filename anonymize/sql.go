@@ -43,6 +43,7 @@ func (g *generator) runSQL(report bool) string {
 	var b strings.Builder
 	b.WriteString("WITH ")
 	for _, t := range g.targets {
+		b.WriteString(g.matched(t, ",\n"))
 		fmt.Fprintf(&b, "%s(k) AS (\n  %s),\n", t.cte, g.change(t))
 	}
 	b.WriteString(g.audit())
@@ -63,6 +64,7 @@ func (g *generator) explainSQL() string {
 		if i > 0 {
 			b.WriteString(",\n")
 		}
+		b.WriteString(g.matched(t, ",\n"))
 		fmt.Fprintf(&b, "%s(k) AS (\n  SELECT %s FROM %s WHERE %s)", t.cte, quoteIdent(t.rules.Key), g.from(t), g.pred(t))
 	}
 	b.WriteString("\nSELECT \"table\", \"key\", \"action\", \"columns\" FROM (")
@@ -103,20 +105,84 @@ func (g *generator) from(t *target) string {
 	return qualified(t)
 }
 
-// pred writes the condition choosing a table's rows: the statement's WHERE
-// for the named table, the parent's keys for a child; rows already
-// anonymized (marker set) are left alone.
+// pred writes the condition choosing the rows a table's CTE changes:
+// those its base condition matches, less the rows already anonymized
+// (marker set; without a marker, every anonymize column holding what its
+// strategy writes).
 func (g *generator) pred(t *target) string {
-	var p string
-	if t.parent == nil {
-		p = "(" + g.cond + ")"
-	} else {
-		p = fmt.Sprintf("%s = ANY (ARRAY(SELECT k FROM %s))", quoteIdent(t.rules.Parent.Via), t.parent.cte)
-	}
+	p := g.base(t)
 	if m := t.rules.AnonymizedMarker; m != "" && t.action() != "delete" {
 		p += " AND " + quoteIdent(m) + " IS NULL"
 	}
+	if skipsDone(t) {
+		p += " AND NOT (" + alreadyDone(t) + ")"
+	}
 	return p
+}
+
+// base writes the condition choosing a table's rows: the statement's
+// WHERE for the named table, the parent's keys for a child.
+func (g *generator) base(t *target) string {
+	if t.parent == nil {
+		return "(" + g.cond + ")"
+	}
+	return fmt.Sprintf("%s = ANY (ARRAY(SELECT k FROM %s))", quoteIdent(t.rules.Parent.Via), passOn(t.parent))
+}
+
+// skipsDone reports whether a table without a marker skips the rows whose
+// anonymize columns already hold what the strategies write.
+func skipsDone(t *target) bool {
+	return t.rules.AnonymizedMarker == "" && t.action() == "anonymize" && len(t.columns) > 0
+}
+
+// passOn names the CTE whose keys a table passes on to its children: the
+// keys it changed, or, for a table that skips rows already holding what
+// ANONYMIZE writes, every key it matched, so that a child row added since
+// the last run is still reached. (A table with a marker does not cascade
+// from rows anonymized before.)
+func passOn(t *target) string {
+	if skipsDone(t) {
+		return t.cte + "_m"
+	}
+	return t.cte
+}
+
+// matched writes, followed by sep, the CTE of every key a table matches
+// when its children cascade from it (see passOn); "" when they need none.
+func (g *generator) matched(t *target, sep string) string {
+	if passOn(t) == t.cte || !g.hasChildren(t) {
+		return ""
+	}
+	return fmt.Sprintf("%s(k) AS (\n  SELECT %s FROM %s WHERE %s)%s", passOn(t), quoteIdent(t.rules.Key), g.from(t), g.base(t), sep)
+}
+
+func (g *generator) hasChildren(t *target) bool {
+	for _, c := range g.targets {
+		if c.parent == t {
+			return true
+		}
+	}
+	return false
+}
+
+// alreadyDone writes a condition true when every anonymize column of the
+// row holds what its strategy writes: NULL, the fixed text (compared as
+// text, which json has no equality for), or an address of random_email.
+func alreadyDone(t *target) string {
+	var parts []string
+	for _, col := range t.columns {
+		c := quoteIdent(col)
+		switch s := t.rules.Columns[col].Anonymize; s.Kind {
+		case rules.RandomEmail:
+			parts = append(parts, fmt.Sprintf("CASE WHEN (SELECT %s) THEN COALESCE(%s::text LIKE %s::text, false) ELSE %s IS NULL END",
+				isText(t, col), c, asColumn(t, col, "'anon-%@anonymized.invalid'"), c))
+		case rules.Nullify:
+			parts = append(parts, c+" IS NULL")
+		default:
+			parts = append(parts, fmt.Sprintf("%s::text IS NOT DISTINCT FROM %s::text", c, strategyExpr(t, col, s)))
+		}
+	}
+	return strings.Join(parts, " AND ")
 }
 
 // setList writes the SET list of a table's UPDATE.

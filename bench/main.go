@@ -37,6 +37,7 @@ type config struct {
 	rounds      int
 	modes       []string
 	jsonPath    string
+	svgPath     string
 	extraConfig string
 	maskedUser  string
 }
@@ -49,6 +50,9 @@ func main() {
 // code.
 func run() int {
 	cfg, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2
@@ -86,6 +90,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.rounds, "rounds", 3, "rounds; the target order alternates between rounds")
 	fs.StringVar(&modes, "modes", "simple,extended", "comma-separated pgbench query modes (-M)")
 	fs.StringVar(&c.jsonPath, "json", "", "also write the results as JSON to this file")
+	fs.StringVar(&c.svgPath, "svg", "docs/bench.svg", "also write a bar chart of TPS and p99 latency as SVG to this file (\"\" for none)")
 	fs.StringVar(&c.extraConfig, "extra-config", "", "YAML file appended to the generated pgveil config")
 	fs.StringVar(&c.maskedUser, "masked-user", "", "also run through pgveil as this role (created, granted SELECT)")
 	if err := fs.Parse(args); err != nil {
@@ -150,6 +155,12 @@ func bench(ctx context.Context, cfg config, undo *cleanups) error {
 		}
 	}
 	rep.print(os.Stdout)
+	if cfg.svgPath != "" {
+		if err := rep.writeSVG(cfg.svgPath); err != nil {
+			return err
+		}
+		slog.Info("wrote the chart", "path", cfg.svgPath)
+	}
 	if cfg.jsonPath != "" {
 		return rep.writeJSON(cfg.jsonPath)
 	}

@@ -10,11 +10,13 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // report is what the bench prints and writes as JSON.
 type report struct {
 	Machine  machine  `json:"machine"`
+	Date     string   `json:"date"` // when it ran, YYYY-MM-DD (UTC)
 	Settings settings `json:"settings"`
 	Skipped  []string `json:"skipped,omitempty"`
 	Rows     []row    `json:"results"`
@@ -61,6 +63,7 @@ func newReport(cfg config, up *upstream, targets []target, runs []result, skippe
 		Settings: settings{Clients: cfg.clients, Threads: cfg.threads, Seconds: cfg.seconds,
 			Rounds: cfg.rounds, Scale: cfg.scale, Modes: cfg.modes},
 		Skipped: skipped,
+		Date:    time.Now().UTC().Format(time.DateOnly),
 	}
 	for _, mode := range cfg.modes {
 		var rows []row

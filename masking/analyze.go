@@ -39,6 +39,7 @@ func Analyze(sql string, cat Catalog, opt Options) (plan *Plan, err error) {
 		plan.Statements = append(plan.Statements, a.topStatement(raw.GetStmt()))
 	}
 	a.checkSequence(plan.Statements)
+	plan.rewrites = a.rewriteSteps(tree)
 	return plan, nil
 }
 
@@ -55,6 +56,8 @@ type analyzer struct {
 	resolved []bool
 	// steps counts the nodes analysed, against maxSteps.
 	steps int
+	// marks are the nodes the server must run changed (rewrite.go).
+	marks map[any]rewriteKind
 }
 
 // maxSteps bounds the work of one analysis. Nested recursive queries are
@@ -176,19 +179,27 @@ func (a *analyzer) who() string {
 }
 
 // refuse rejects a construct that is not allowed whatever it reads.
-func (a *analyzer) refuse(construct, why string) {
+func (a *analyzer) refuse(construct, why string) { a.refuseAs("", construct, why) }
+
+// refuseAs is refuse with the rejection's Kind (a Reason constant).
+func (a *analyzer) refuseAs(kind, construct, why string) {
 	msg := fmt.Sprintf("pgveil: %s is not allowed for %s", construct, a.who())
 	if why != "" {
 		msg += " (" + why + ")"
 	}
-	a.fail(&Rejection{Construct: construct, Message: msg})
+	a.fail(&Rejection{Kind: kind, Construct: construct, Message: msg})
 }
 
 // refusePII rejects a use of a value derived from a PII column. use reads
 // "ORDER BY on it", "writing it with UPDATE", ...
 func (a *analyzer) refusePII(construct, use string, l lineage, hint string) {
+	a.refusePIIAs("", construct, use, l, hint)
+}
+
+// refusePIIAs is refusePII with the rejection's Kind (a Reason constant).
+func (a *analyzer) refusePIIAs(kind, construct, use string, l lineage, hint string) {
 	col := l.column()
-	a.fail(&Rejection{Construct: construct, Column: col, Hint: hint,
+	a.fail(&Rejection{Kind: kind, Construct: construct, Column: col, Hint: hint,
 		Message: fmt.Sprintf("pgveil: column %s is PII; %s is not allowed for %s", col, use, a.who())})
 }
 
@@ -203,7 +214,7 @@ func (a *analyzer) unsupported(n *pg.Node) {
 	if name == "" {
 		name = "an empty node"
 	}
-	a.fail(&Rejection{Construct: name,
+	a.fail(&Rejection{Kind: ReasonUnsupported, Construct: name,
 		Message: fmt.Sprintf("pgveil: %s is not supported for masked roles", name)})
 }
 

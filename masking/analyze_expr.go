@@ -318,6 +318,15 @@ func (a *analyzer) pred(n *pg.Node, sc *scope, construct string) {
 		a.comparison(col, other, isLookupShape(e), construct)
 		a.aExprOf(e, left, right, sc)
 		return
+	case *pg.Node_NullTest:
+		arg := a.value(x.NullTest.GetArg(), sc)
+		if l := a.nullTest(arg); l.pii() && a.views == 0 {
+			a.refuseOn(construct, l, "")
+		}
+		if arg.pii() && (construct == "WHERE" || construct == "JOIN ... ON") {
+			a.mark(x.NullTest, unindexed) // an index scan would return rows in the order of the values
+		}
+		return
 	}
 	if l := a.value(n, sc); l.pii() && a.views == 0 {
 		a.refuseOn(construct, l, "")

@@ -110,13 +110,13 @@ func (a *analyzer) checkFunction(schema, name string, fc *pg.FuncCall, args []li
 		a.setConfig(fc)
 	}
 	if builtin && hasSideEffect(name) && l.pii() {
-		a.refusePII("function "+name, "passing it to "+name, l, "")
+		a.refusePIIAs(ReasonSideChannel, "function "+name, "passing it to "+name, l, "")
 	}
 	if builtin && (name == "div" || name == "mod") {
 		a.mayFail(l, "function "+name)
 	}
 	if builtin && setReturning[name] && l.pii() && !a.fixedRows(name, fc, sc) {
-		a.refusePII("function "+name, "the set-returning function "+name+" over it", l,
+		a.refusePIIAs(ReasonOracle, "function "+name, "the set-returning function "+name+" over it", l,
 			"the number of rows it returns can tell what the value is")
 	}
 	var withPII lineage
@@ -279,5 +279,8 @@ func (a *analyzer) setConfig(fc *pg.FuncCall) {
 	name := strings.ToLower(c.GetSval().GetSval())
 	if _, ok := identityNames[name]; ok {
 		a.refuse("set_config of "+name, "it changes who the session is or how it resolves names")
+	}
+	if steersPlan(name) {
+		a.refuseAs(ReasonOracle, "set_config of "+name, planHint)
 	}
 }

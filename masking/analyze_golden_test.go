@@ -36,6 +36,8 @@ type goldenResult struct {
 	Reject     string             `json:"reject,omitempty"`
 	Hint       string             `json:"hint,omitempty"`
 	Error      string             `json:"error,omitempty"`
+	// Runs is the text the server runs instead of the query (rewrite.go).
+	Runs string `json:"runs,omitempty"`
 }
 
 type goldenStatement struct {
@@ -109,6 +111,18 @@ func renderResult(p *Plan, err error) goldenResult {
 	return goldenResult{Statements: &stmts}
 }
 
+// renderCase analyses a query and renders its plan and rewritten text.
+func renderCase(query string, cat Catalog) goldenResult {
+	p, err := Analyze(query, cat, goldenOptions)
+	r := renderResult(p, err)
+	if err == nil && len(p.rewrites) > 0 {
+		if r.Runs, err = rewriteText(query, p.rewrites); err != nil {
+			r.Runs = "error: " + err.Error()
+		}
+	}
+	return r
+}
+
 func mustJSON(v any) json.RawMessage {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -165,7 +179,7 @@ func runGoldenFile(t *testing.T, path string) {
 	failed := false
 	for i := range cases {
 		c := &cases[i]
-		got := mustJSON(renderResult(Analyze(c.Query, cat, goldenOptions)))
+		got := mustJSON(renderCase(c.Query, cat))
 		if canonical(got) == canonical(c.Plan) {
 			continue
 		}

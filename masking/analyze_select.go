@@ -51,6 +51,9 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, outer *scope) (*item, *Rejection
 		a.written(out.all(), "SELECT INTO")
 	}
 	if len(s.GetSortClause()) > 0 {
+		if sc.q.unordered != nil {
+			a.breakTies(s, sc.q.unordered)
+		}
 		return out, nil
 	}
 	return out, sc.q.unordered

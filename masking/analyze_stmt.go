@@ -1,6 +1,7 @@
 package masking
 
 import (
+	"slices"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -175,6 +176,9 @@ func (a *analyzer) checkSetting(s *pg.VariableSetStmt) {
 	case s.GetIsLocal():
 		verb = "SET LOCAL "
 	}
+	if steersPlan(s.GetName()) && verb != "RESET " && s.GetKind() != pg.VariableSetKind_VAR_SET_DEFAULT {
+		a.refuseAs(ReasonOracle, verb+strings.ToLower(s.GetName()), planHint)
+	}
 	name, ok := identityNames[strings.ToLower(s.GetName())]
 	if !ok {
 		return
@@ -184,6 +188,21 @@ func (a *analyzer) checkSetting(s *pg.VariableSetStmt) {
 		why = "it changes how names resolve; schema-qualify names instead"
 	}
 	a.refuse(verb+name, why)
+}
+
+// planSettings are the planner's cost settings. With the enable_*
+// settings, they can steer a plan to scan an index on a PII column, whose
+// rows come back sorted by the hidden values.
+var planSettings = []string{"seq_page_cost", "random_page_cost", "cpu_tuple_cost", "cpu_index_tuple_cost",
+	"cpu_operator_cost", "effective_cache_size"}
+
+const planHint = "it can steer the plan to an index on a PII column, whose rows come back in the order of the values"
+
+// steersPlan reports whether a setting chooses plans: enable_* and the
+// planner's costs.
+func steersPlan(name string) bool {
+	name = strings.ToLower(name)
+	return strings.HasPrefix(name, "enable_") || slices.Contains(planSettings, name)
 }
 
 func showPlan(name string) StatementPlan {

@@ -77,11 +77,22 @@
 //     on a PII-derived value is refused: arithmetic, casts to other types,
 //     division, parsing (JSON, XML, dates, numbers), a pattern, format
 //     string, JSON key or encoding built from a value, SQL/JSON queries.
+//     So is what grows with the content of a value, which padding can push
+//     past the 1 GB limit of a value when a guess is right: replace,
+//     regexp_replace, translate, string_to_array, array_replace.
 //   - Grouping. GROUP BY, DISTINCT, PARTITION BY and UNION compare values.
 //     On a plain column they are allowed when the query orders its rows by
 //     non-PII expressions (else the rows come back sorted by the hidden
-//     values); on a computed value (lower(email), a UNION of a column and a
-//     constant) they are refused, as is count(DISTINCT) of one.
+//     values, or by their hash); on a computed value (lower(email), a UNION
+//     of a column and a constant) they are refused, as is count(DISTINCT)
+//     of one. Rows that tie on the ORDER BY keys would still come back in
+//     the order of the values, so the server runs the text with random() as
+//     a last key (rewrite.go); FETCH ... WITH TIES is refused there.
+//   - Row order. An index on a PII column returns rows sorted by the hidden
+//     values. col IS [NOT] NULL in WHERE and JOIN ... ON is run as a CASE no
+//     index matches, and the settings that steer the planner to an index
+//     (enable_*, the page and tuple costs, effective_cache_size) may not be
+//     set: SET, set_config, ALTER ROLE ... SET, startup options.
 //   - Writes. A PII-derived value may not be written anywhere: INSERT,
 //     UPDATE ... SET, MERGE, ON CONFLICT DO UPDATE, CREATE TABLE AS, SELECT
 //     INTO, COPY TO a file or program, nor passed as a parameter of EXECUTE
@@ -112,6 +123,12 @@
 //     Catalog does not search it), and so is a function the Catalog does
 //     not know called on a PII-derived value: it may exist by the time the
 //     text runs.
+//
+// Rejection.Reason names which of these rules a rejection enforces
+// (oracle, error, grouping, write, side_channel, code, identity, catalog;
+// unsupported for an unknown node type): the label of the rejected-queries
+// metric (metrics.go), which also counts masked values per column, from a
+// row count each RowMasker adds up at the end of its result (Flush).
 //
 // Writing to a relation that holds PII (INSERT, UPDATE, DELETE, MERGE,
 // COPY FROM) and utility statements naming one count as reading its PII
@@ -152,17 +169,19 @@
 // # Known limits
 //
 //   - Errors are a one-bit channel. Computations that can fail on a value
-//     are refused (see Errors above), but resource limits remain: a result
-//     that grows with a value can exceed the 1 GB field limit, the memory
-//     or statement_timeout; a plain PII column of an array type can make
-//     ARRAY[] or array_agg fail. The proxy scrubs error texts, not the fact
-//     that an error happened.
-//   - Ties. ORDER BY on non-PII expressions that tie can leave rows grouped
-//     by a PII column in the order of the hidden values; order by a key.
-//   - Row order. A result without ORDER BY comes back in whatever order
-//     the plan reads rows, which can be an index on a PII column (an index
-//     scan for email IS NOT NULL, an index-only scan when sequential scans
-//     are disabled): the order of the rows can follow the hidden values.
+//     are refused (see Errors above), but resource limits remain: a value
+//     padded to just under the 1 GB limit of a field fails or not with its
+//     length (email || repeat('x', n)); escaping functions (to_json,
+//     quote_literal) grow with the number of quotes and backslashes in it;
+//     memory and statement_timeout; a plain PII column of an array type
+//     can make ARRAY[] or array_agg fail. These tell a length or a count
+//     of special characters, not the value. The proxy scrubs error texts,
+//     not the fact that an error happened.
+//   - Row order under the server's own settings. When the DBA sets
+//     enable_seqscan = off (postgresql.conf, ALTER ROLE or ALTER DATABASE),
+//     an unordered SELECT of a PII column can be an index-only scan of its
+//     index, in the order of the values. Leave the planner settings of
+//     masked roles at their defaults.
 //   - Operators are resolved by the server. A user-defined operator over a
 //     PII column runs its function on raw values; masked roles cannot
 //     create operators, but existing ones are not checked.

@@ -2,6 +2,7 @@ package masking
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/pgveil/pgveil/rules"
 )
@@ -14,6 +15,9 @@ const RejectCode = "42501"
 // A Plan holds no literal values and no PII; it may be cached and shared.
 type Plan struct {
 	Statements []StatementPlan
+	// rewrites are the changes the server must run the text with
+	// (rewrite.go); see Analysis.Text.
+	rewrites []rewriteStep
 }
 
 // StatementPlan says what one statement returns and how to mask it.
@@ -105,6 +109,77 @@ type Rejection struct {
 	Message string
 	// Hint is optional advice ("add an ORDER BY on non-PII columns").
 	Hint string
+	// Kind is the rule the query breaks, one of the Reason constants;
+	// when empty, Reason derives it from Construct and Hint.
+	Kind string
+}
+
+// The reasons of a rejection (Rejection.Reason), a fixed set: they label
+// the pgveil_rejected_queries_total metric. See doc.go, "What is rejected".
+const (
+	ReasonOracle      = "oracle"       // a PII value decides rows, order or branch
+	ReasonError       = "error"        // a computation that can fail on some values
+	ReasonGrouping    = "grouping"     // GROUP BY, DISTINCT, UNION... compare PII values
+	ReasonWrite       = "write"        // a PII value written or stored as a query
+	ReasonSideChannel = "side_channel" // a function that keeps, sends or times a PII value
+	ReasonCode        = "code"         // code that runs on its own, or functions not allowed
+	ReasonIdentity    = "identity"     // changing the role or name resolution
+	ReasonCatalog     = "catalog"      // statistics, views it cannot read, renaming PII relations
+	ReasonPrivilege   = "privilege"    // ANONYMIZE from a role not in roles.anonymize
+	ReasonUnsupported = "unsupported"  // a node type the analyser does not handle
+	ReasonOther       = "other"
+)
+
+// Reason returns the kind of rule the rejection enforces: Kind when set,
+// else one derived from the construct and hint.
+func (r *Rejection) Reason() string {
+	if r.Kind != "" {
+		return r.Kind
+	}
+	switch {
+	case strings.Contains(r.Hint, "tells them apart") || strings.Contains(r.Hint, "tells values apart"):
+		return ReasonError
+	case r.Hint == orderHint:
+		return ReasonGrouping
+	case strings.Contains(r.Construct, "JOIN"):
+		return ReasonOracle
+	}
+	for _, p := range constructReasons {
+		if strings.HasPrefix(r.Construct, p.prefix) {
+			return p.reason
+		}
+	}
+	return ReasonOther
+}
+
+// constructReasons maps construct names to reasons, by prefix; the first
+// match wins, so longer prefixes come before their shorter ones.
+var constructReasons = [...]struct{ prefix, reason string }{
+	{"DISTINCT ON", ReasonOracle}, {"MERGE ... ON", ReasonOracle}, {"MERGE ... WHEN", ReasonOracle},
+	{"COPY ... WHERE", ReasonOracle}, {"CREATE TABLE AS EXECUTE", ReasonCode},
+	{"WHERE", ReasonOracle}, {"HAVING", ReasonOracle}, {"FILTER", ReasonOracle}, {"ORDER BY", ReasonOracle},
+	{"window", ReasonOracle}, {"a window", ReasonOracle}, {"LIMIT", ReasonOracle}, {"OFFSET", ReasonOracle},
+	{"CASE", ReasonOracle}, {"NULLIF", ReasonOracle}, {"GREATEST", ReasonOracle}, {"LEAST", ReasonOracle},
+	{"INTERSECT", ReasonOracle}, {"EXCEPT", ReasonOracle}, {"XMLTABLE", ReasonOracle},
+	{"JSON_TABLE", ReasonOracle}, {"TABLESAMPLE", ReasonOracle}, {"CYCLE", ReasonOracle}, {"SEARCH", ReasonOracle},
+	{"GROUP BY", ReasonGrouping}, {"DISTINCT", ReasonGrouping}, {"PARTITION BY", ReasonGrouping},
+	{"UNION", ReasonGrouping}, {"count(DISTINCT)", ReasonGrouping},
+	{"INSERT", ReasonWrite}, {"UPDATE", ReasonWrite}, {"MERGE", ReasonWrite}, {"SELECT INTO", ReasonWrite},
+	{"CREATE TABLE AS", ReasonWrite}, {"CREATE VIEW", ReasonWrite}, {"CREATE MATERIALIZED VIEW", ReasonWrite},
+	{"CREATE POLICY", ReasonWrite}, {"CREATE INDEX", ReasonWrite}, {"CREATE STATISTICS", ReasonWrite},
+	{"FOREIGN KEY", ReasonWrite}, {"a FOREIGN KEY", ReasonWrite}, {"COPY TO", ReasonWrite}, {"EXECUTE", ReasonWrite},
+	{"SET ", ReasonIdentity}, {"RESET", ReasonIdentity}, {"set_config", ReasonIdentity},
+	{"a replication connection", ReasonIdentity},
+	{"reading ", ReasonCatalog}, {"ALTER ... ", ReasonCatalog}, {"ALTER SCHEMA", ReasonCatalog},
+	{"ALTER TABLE", ReasonCatalog}, {"a schema change", ReasonCatalog},
+	{"DO", ReasonCode}, {"CALL", ReasonCode}, {"CREATE ", ReasonCode}, {"ALTER ", ReasonCode}, {"LOAD", ReasonCode},
+	{"IMPORT FOREIGN SCHEMA", ReasonCode}, {"EXPLAIN EXECUTE", ReasonCode}, {"function ", ReasonCode},
+}
+
+// reasonList names every reason, for the metric's help text.
+func reasonList() string {
+	return strings.Join([]string{ReasonOracle, ReasonError, ReasonGrouping, ReasonWrite, ReasonSideChannel,
+		ReasonCode, ReasonIdentity, ReasonCatalog, ReasonPrivilege, ReasonUnsupported, ReasonOther}, ", ")
 }
 
 // Error implements error.

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Errors for result data the proxy cannot parse. The proxy must not forward
@@ -29,6 +31,31 @@ type RowMasker struct {
 	decoded []byte // COPY: the de-escaped field value
 	maskOut []byte // COPY: the masked field value before escaping
 	lines   int    // COPY: lines seen, to pass the header through
+
+	// rows counts the rows masked since the last Flush; each adds one
+	// value to every counter (one per source of each masked column).
+	rows     uint64
+	counters []prometheus.Counter
+}
+
+// count makes the masker count its values in m (nil: no metrics).
+func (r *RowMasker) count(m *Metrics, outs []Output) {
+	if r != nil {
+		r.counters = m.counters(outs)
+	}
+}
+
+// Flush adds the values masked since the last Flush to the metrics. The
+// proxy calls it at the end of each result, so the hot path only bumps a
+// row count.
+func (r *RowMasker) Flush() {
+	if r == nil || r.rows == 0 {
+		return
+	}
+	for _, c := range r.counters {
+		c.Add(float64(r.rows))
+	}
+	r.rows = 0
 }
 
 // NewRowMasker builds the masker for a result with the given outputs, type
@@ -104,6 +131,7 @@ func (r *RowMasker) MaskDataRow(dst, body []byte) ([]byte, error) {
 	if p != len(body) {
 		return dst[:start], errRowTrailing
 	}
+	r.rows++
 	return dst, nil
 }
 
@@ -180,6 +208,7 @@ func (r *RowMasker) MaskCopyLine(dst, line []byte, f *CopyFormat) ([]byte, error
 	if err != nil {
 		return dst[:start], err
 	}
+	r.rows++
 	return dst, nil
 }
 

@@ -28,8 +28,9 @@ const planCacheSize = 8192
 // masked sessions share: the configuration, one catalog reader per
 // database, and the cache of analyses. It is safe for concurrent use.
 type Guard struct {
-	log *slog.Logger
-	key []byte // PGVEIL_PSEUDONYM_KEY
+	log     *slog.Logger
+	key     []byte   // PGVEIL_PSEUDONYM_KEY
+	metrics *Metrics // nil until RegisterMetrics
 
 	mu     sync.Mutex
 	cfg    *rules.Config
@@ -202,29 +203,65 @@ type Session struct {
 type Analysis struct {
 	plan *Plan
 	sql  string
+	text string // what the server runs instead of sql, when not ""
 	gen  uint64
 	rels map[uint32]bool // the relations it resolved (see staleResult)
 }
+
+// newAnalysis makes the analysis of sql from its plan, rewriting the text
+// when the plan says the server must run it changed (rewrite.go).
+func newAnalysis(plan *Plan, sql string, gen uint64, rels map[uint32]bool) (*Analysis, error) {
+	a := &Analysis{plan: plan, sql: sql, gen: gen, rels: rels}
+	if len(plan.rewrites) > 0 {
+		text, err := rewriteText(sql, plan.rewrites)
+		if err != nil {
+			return nil, err
+		}
+		a.text = text
+	}
+	return a, nil
+}
+
+// Text returns the text the server must run in place of the client's, or
+// "" when the client's text runs as it is. The plan applies to its
+// results either way.
+func (a *Analysis) Text() string { return a.text }
+
+// Plan returns the plan of the analysed text. It is shared: do not change it.
+func (a *Analysis) Plan() *Plan { return a.plan }
 
 // Statements implements proxy.Query.
 func (a *Analysis) Statements() int { return len(a.plan.Statements) }
 
 // Analyze analyses a query text, from the cache when the same text (up to
 // its literals) was analysed under the same rules, database and path.
+// A rejection is logged and counted (Guard.Rejected).
 func (s *Session) Analyze(sql string) (*Analysis, error) {
-	a, err, ok := s.Cached(sql)
-	if ok {
-		return a, err
+	a, err, ok := s.cached(sql)
+	if !ok {
+		s.g.misses.Add(1)
+		s.mu.Lock()
+		cat, gen := s.cat, s.gen
+		s.mu.Unlock()
+		a, err = s.analyzeInto(string(s.keyBuf), cat, gen, sql)
 	}
-	s.g.misses.Add(1)
-	s.mu.Lock()
-	cat, gen := s.cat, s.gen
-	s.mu.Unlock()
-	return s.analyzeInto(string(s.keyBuf), cat, gen, sql)
+	if err != nil {
+		s.g.Rejected(s.user, sql, err)
+	}
+	return a, err
 }
 
-// Cached returns the cached analysis of sql; ok is false on a miss.
+// Cached returns the cached analysis of sql; ok is false on a miss. A
+// cached rejection is logged and counted (Guard.Rejected).
 func (s *Session) Cached(sql string) (a *Analysis, err error, ok bool) {
+	a, err, ok = s.cached(sql)
+	if ok && err != nil {
+		s.g.Rejected(s.user, sql, err)
+	}
+	return a, err, ok
+}
+
+func (s *Session) cached(sql string) (a *Analysis, err error, ok bool) {
 	if err := s.refresh(); err != nil {
 		return nil, err, true
 	}
@@ -238,7 +275,8 @@ func (s *Session) Cached(sql string) (a *Analysis, err error, ok bool) {
 	if c.err != nil {
 		return nil, c.err, true
 	}
-	return &Analysis{c.plan, sql, s.gen, c.rels}, nil, true
+	a, err = newAnalysis(c.plan, sql, s.gen, c.rels)
+	return a, err, true
 }
 
 // Warm analyses sql into the cache. It may run on another goroutine than
@@ -277,7 +315,7 @@ func (s *Session) analyzeInto(key string, cat Catalog, gen uint64, sql string) (
 	if err != nil {
 		return nil, err
 	}
-	return &Analysis{plan, sql, gen, rec.rels}, nil
+	return newAnalysis(plan, sql, gen, rec.rels)
 }
 
 // recordingCatalog notes every relation an analysis resolves.
@@ -327,7 +365,7 @@ func (s *Session) current(a *Analysis) *Analysis {
 		for i := range plan.Statements {
 			plan.Statements[i] = StatementPlan{AllColumns: redacted, ReadsPII: true}
 		}
-		fresh = &Analysis{plan, a.sql, s.gen, nil}
+		fresh = &Analysis{plan: plan, sql: a.sql, gen: s.gen}
 	}
 	*a = *fresh
 	return a
@@ -376,6 +414,7 @@ func (s *Session) Result(a *Analysis, idx int, fields []pgproto3.FieldDescriptio
 		types[i] = f.DataTypeOID
 	}
 	m := NewRowMasker(cols, types, formats, s.g.key)
+	m.count(s.g.metrics, cols)
 	s.last.st, s.last.outs, s.last.masker, s.last.protected = st, outs, m, protected
 	s.last.formats = append(s.last.formats[:0], formats...)
 	s.last.fields = s.last.fields[:0]
@@ -495,7 +534,9 @@ func (s *Session) CopyResult(a *Analysis, idx int) (*CopyMasker, error) {
 	for i, o := range outs {
 		types[i] = s.columnType(o)
 	}
-	return &CopyMasker{rows: NewRowMasker(outs, types, nil, s.g.key), format: st.Copy}, nil
+	rows := NewRowMasker(outs, types, nil, s.g.key)
+	rows.count(s.g.metrics, outs)
+	return &CopyMasker{rows: rows, format: st.Copy}, nil
 }
 
 // CopyMasker masks the rows of one COPY TO STDOUT.
@@ -508,6 +549,9 @@ type CopyMasker struct {
 func (c *CopyMasker) CopyLine(dst, line []byte) ([]byte, error) {
 	return c.rows.MaskCopyLine(dst, line, c.format)
 }
+
+// Flush adds the values masked so far to the metrics (see RowMasker.Flush).
+func (c *CopyMasker) Flush() { c.rows.Flush() }
 
 // Completed tracks the cursors and prepared statements the server now has.
 func (s *Session) Completed(a *Analysis, idx int) Names {
@@ -607,13 +651,13 @@ func checkStartup(params map[string]string) error {
 		return &Rejection{Construct: "a replication connection", Message: "pgveil: masked roles may not open replication connections"}
 	}
 	for key, value := range params {
-		if settingNamed(key, identitySettings) {
-			return &Rejection{Message: fmt.Sprintf("pgveil: masked roles may not set %s at connection start", key)}
+		if settingNamed(key, identitySettings) || steersPlan(key) {
+			return &Rejection{Kind: ReasonIdentity, Message: fmt.Sprintf("pgveil: masked roles may not set %s at connection start", key)}
 		}
 		if key == "options" {
-			for _, name := range identitySettings {
+			for _, name := range append(identitySettings[:len(identitySettings):len(identitySettings)], append(planSettings, "enable_")...) {
 				if optionSets(value, name) {
-					return &Rejection{Message: fmt.Sprintf("pgveil: masked roles may not set %s in the startup options", name)}
+					return &Rejection{Kind: ReasonIdentity, Message: fmt.Sprintf("pgveil: masked roles may not set %s in the startup options", name)}
 				}
 			}
 		}

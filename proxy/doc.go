@@ -70,7 +70,19 @@
 // Clients get a random process id and secret of the proxy's own, as long as
 // the server's. A CancelRequest to the proxy is looked up and sent to the
 // server with the server's key on a new connection; an unknown key is
-// ignored silently, as PostgreSQL does.
+// ignored, as PostgreSQL does (logged at debug level, never with the key).
+//
+// Several instances behind one TCP load balancer are peered as PgBouncer's
+// are (Options.PeerID, Options.Peers): a cancel request is a new connection
+// and may land on another instance than its query's. Each instance writes
+// its peer id into bits 16-29 of the process ids it issues; the secret
+// stays wholly random (at least 48 random bits per key). A key not found
+// here whose peer id is another instance's is forwarded to that peer as it
+// came, but with bit 30 set; a request with bit 30 set is never forwarded
+// again, so a wrong peers list cannot make a loop. The key layout is in
+// cancel.go. Forwarding is plain TCP, like the cancel to the server, and
+// the requester gets no reply either way: SSL and cancel behaviour are
+// those of a single instance.
 //
 // # Errors and shutdown
 //

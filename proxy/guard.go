@@ -83,6 +83,10 @@ type Query interface {
 	// Rewrite returns what the server runs instead of the client's text,
 	// or nil to forward the text as it is.
 	Rewrite() *Rewrite
+	// Text returns a text with the same results as the client's that the
+	// server runs in its place, in the same message, or "" to forward the
+	// client's own. Unlike a Rewrite, the Policy's masking applies to it.
+	Text() string
 }
 
 // Rewrite replaces one client statement (a pgveil command such as
@@ -99,6 +103,9 @@ type Rewrite struct {
 	ClientParams int
 	// Notice, when set, is sent to the client after the statement succeeds.
 	Notice string
+	// Done, when set with Tag, is called with the count of the tag when
+	// the statement completes.
+	Done func(count int64)
 }
 
 // Masker masks the rows of one result.
@@ -108,6 +115,9 @@ type Masker interface {
 	DataRow(dst, body []byte) ([]byte, error)
 	// CopyLine appends the masked form of one COPY data row to dst.
 	CopyLine(dst, line []byte) ([]byte, error)
+	// Flush is called when a result ends (or another starts); the masker
+	// may be handed out again for a later result.
+	Flush()
 }
 
 // Names are portal (cursor) and prepared statement names.

@@ -66,23 +66,39 @@ type testProxy struct {
 // when the test ends.
 func startProxy(t testing.TB, tweak func(*proxy.Options)) *testProxy {
 	t.Helper()
-	opts := proxy.Options{
-		Upstream:        db.Addr(),
-		MaxMessageSize:  rules.DefaultMaxMessageSize,
-		ShutdownTimeout: 10 * time.Second,
-	}
+	opts := baseOptions()
 	if tweak != nil {
 		tweak(&opts)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	p := &testProxy{srv: proxy.New(opts, log, nil), addr: ln.Addr().String(), done: make(chan error, 1)}
+	return serveProxy(t, listenLocal(t), proxy.New(opts, log, nil))
+}
+
+// baseOptions are the options of a test proxy in front of the test cluster.
+func baseOptions() proxy.Options {
+	return proxy.Options{
+		Upstream:        db.Addr(),
+		MaxMessageSize:  rules.DefaultMaxMessageSize,
+		ShutdownTimeout: 10 * time.Second,
+	}
+}
+
+// listenLocal listens on a free port of 127.0.0.1.
+func listenLocal(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// serveProxy runs srv on ln until the test ends.
+func serveProxy(t testing.TB, ln net.Listener, srv *proxy.Server) *testProxy {
+	p := &testProxy{srv: srv, addr: ln.Addr().String(), done: make(chan error, 1)}
 	go func() { p.done <- p.srv.Serve(ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

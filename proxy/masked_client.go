@@ -73,7 +73,7 @@ func (m *masking) query(out, msg []byte) ([]byte, error) {
 	}
 	m.s.startQuery()
 	if err != nil {
-		m.s.rejected(err)
+		m.s.rejected()
 		m.push(expect{kind: 'Q', reject: err})
 		return appendQuery(out, rejectSQL), nil
 	}
@@ -81,6 +81,9 @@ func (m *masking) query(out, msg []byte) ([]byte, error) {
 		return m.rewriteQuery(out, q, rw), nil
 	}
 	m.push(expect{kind: 'Q', q: q})
+	if text := q.Text(); text != "" {
+		return appendQuery(out, text), nil
+	}
 	return append(out, msg...), nil
 }
 
@@ -120,7 +123,7 @@ func (m *masking) parse(out, msg []byte) ([]byte, error) {
 		return out, err
 	}
 	if err != nil {
-		m.s.rejected(err)
+		m.s.rejected()
 		return m.appendRejectedExtended(out, err), nil
 	}
 	m.push(expect{kind: 'P', name: p.Name, q: q})
@@ -128,6 +131,9 @@ func (m *masking) parse(out, msg []byte) ([]byte, error) {
 	if rw := q.Rewrite(); rw != nil {
 		m.rwStmts[p.Name] = rw
 		p.Query = rw.SQL
+		out, _ = p.Encode(out)
+	} else if text := q.Text(); text != "" {
+		p.Query = text
 		out, _ = p.Encode(out)
 	} else {
 		out = append(out, msg...)

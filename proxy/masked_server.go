@@ -161,7 +161,7 @@ func (m *masking) described(d expect, fields []pgproto3.FieldDescription) {
 // startResult chooses the masker for the result of statement idx of e.
 func (m *masking) startResult(e expect, idx int, fields []pgproto3.FieldDescription, formats []int16) error {
 	m.current = e
-	m.masker = nil
+	m.dropMasker()
 	if e.q == nil {
 		return nil
 	}
@@ -243,7 +243,7 @@ func (m *masking) copyOut(out, msg []byte) ([]byte, error) {
 		m.current = *e
 	}
 	m.inCopy = true
-	m.masker = nil
+	m.dropMasker()
 	if m.current.q != nil {
 		idx := m.current.idx
 		mk, err := m.policy.CopyResult(m.current.q, idx)
@@ -293,8 +293,16 @@ func (m *masking) commandEnd(out, msg []byte) ([]byte, error) {
 	return append(out, msg...), nil
 }
 
+// dropMasker flushes the current masker and forgets it.
+func (m *masking) dropMasker() {
+	if m.masker != nil {
+		m.masker.Flush()
+		m.masker = nil
+	}
+}
+
 func (m *masking) endResult() {
-	m.masker = nil
+	m.dropMasker()
 	m.scrub = false
 	m.inCopy = false
 	m.current = expect{}
@@ -408,6 +416,10 @@ func rewrittenTag(out []byte, e expect) []byte {
 	if count == nil {
 		count = []byte("0")
 	}
+	if e.rw.Done != nil {
+		n, _ := strconv.ParseInt(string(count), 10, 64)
+		e.rw.Done(n)
+	}
 	out, _ = (&pgproto3.CommandComplete{CommandTag: append([]byte(e.rw.Tag+" "), count...)}).Encode(out)
 	return out
 }
@@ -463,6 +475,8 @@ func (nullRows) DataRow(dst, body []byte) ([]byte, error) {
 func (nullRows) CopyLine(dst, line []byte) ([]byte, error) {
 	return dst, errors.New("pgveil: COPY from a portal whose statement is unknown")
 }
+
+func (nullRows) Flush() {}
 
 // rewriteBody appends msg with its body replaced by what mask appends, and
 // the length word fixed to match.

@@ -12,6 +12,7 @@ type Metrics struct {
 	Queries          prometheus.Counter
 	Errors           *prometheus.CounterVec
 	QueryLatency     prometheus.Histogram
+	Cancels          *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (when not nil).
@@ -34,10 +35,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name:    "pgveil_query_duration_seconds",
 			Help:    "Time from forwarding a query or sync to its ReadyForQuery.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}),
+		Cancels: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgveil_cancel_requests_total", Help: "Cancel requests received, by result: sent (to the server), forwarded (to the peer that issued the key), ignored (unknown key or peer), failed (could not be passed on)."},
+			[]string{"result"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.ClientsCurrent, m.ClientsTotal, m.BytesFromClients, m.BytesFromServers,
-			m.Queries, m.Errors, m.QueryLatency)
+			m.Queries, m.Errors, m.QueryLatency, m.Cancels)
 	}
 	return m
 }

@@ -224,16 +224,7 @@ func TestCancel(t *testing.T) {
 	})
 	// Cancel through pgconn on a connection that stays open.
 	c2 := p.connect(t, "postgres")
-	done := make(chan error, 1)
-	go func() {
-		_, err := c2.Exec(context.Background(), "SELECT pg_sleep(30)")
-		done <- err
-	}()
-	eventually(t, "the sleeping query to start", func() bool {
-		var n int
-		admin.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'").Scan(&n)
-		return n == 1
-	})
+	done := sleepInBackground(t, admin, c2, "through pgconn")
 	if err := c2.PgConn().CancelRequest(context.Background()); err != nil {
 		t.Fatal(err)
 	}

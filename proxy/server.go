@@ -29,6 +29,13 @@ type Options struct {
 	// Guard decides per session whether results are masked. Nil relays
 	// every session untouched.
 	Guard Guard
+	// PeerID is this instance's id among peered instances behind one load
+	// balancer (1..MaxPeerID), written into every cancel key it issues; 0
+	// turns peering off. Peers maps peer ids to the host:port where that
+	// instance accepts clients; a cancel request whose key carries another
+	// peer's id is forwarded there. An entry for PeerID itself is ignored.
+	PeerID int
+	Peers  map[int]string
 }
 
 // Server accepts client connections and relays each to its own upstream

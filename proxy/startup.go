@@ -162,7 +162,7 @@ func (s *session) authMessage(msg []byte) (done bool, err error) {
 		out, err = s.authRequest(msg)
 	case 'K':
 		s.upstreamKey = bytes.Clone(msg[headerLen:])
-		s.key = s.srv.cancels.issue(upstreamTarget{addr: s.opts.Upstream, key: s.upstreamKey})
+		s.key = s.srv.cancels.issue(upstreamTarget{addr: s.opts.Upstream, key: s.upstreamKey}, s.opts.PeerID)
 		s.keyIssued = true
 		out = s.key.backendKeyData(nil)
 	case 'E':

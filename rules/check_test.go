@@ -32,6 +32,7 @@ CREATE TABLE accounts (id int8 PRIMARY KEY, person_id int8 NOT NULL REFERENCES p
 CREATE TABLE refs (id int8 PRIMARY KEY, ext_id int8 REFERENCES people (ext_id));
 CREATE TABLE loose (id int8, person_id int8, note text);
 CREATE TABLE pair (a int, b int, t text, UNIQUE (a, b));
+CREATE TABLE pair_refs (id int8 PRIMARY KEY, a int, b int, CONSTRAINT pair_refs_pair FOREIGN KEY (a, b) REFERENCES pair (a, b));
 CREATE TABLE tokens (id int8 PRIMARY KEY, token text, UNIQUE NULLS NOT DISTINCT (token));
 CREATE TABLE events (id int8, at date, email text, ip text) PARTITION BY RANGE (at);
 CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
@@ -218,6 +219,9 @@ func TestCheckFindsEachProblem(t *testing.T) {
 		{"anonymized referencing column", func(c *Config) {
 			c.Tables["public.refs"] = &Table{Key: "id", OnAnonymize: "anonymize", Columns: map[string]*Column{"ext_id": col("redact", "nullify")}}
 		}, []want{{"tables.public.refs.columns.ext_id.anonymize", "ext_id is used by foreign key refs_ext_id_fkey", false}}},
+		{"anonymized column of a composite foreign key", func(c *Config) {
+			c.Tables["public.pair"] = &Table{OnAnonymize: "anonymize", Columns: map[string]*Column{"b": col("redact", "nullify")}}
+		}, []want{{"tables.public.pair.columns.b.anonymize", "b is used by foreign key pair_refs_pair, public.pair_refs(a, b) references public.pair(a, b); keys are never anonymized", false}}},
 		{"anonymized marker", func(c *Config) { people(c).Columns["anonymized_at"] = col("redact", "nullify") },
 			[]want{{"tables.public.people.columns.anonymized_at.anonymize", "anonymized_at is the anonymized_marker, which ANONYMIZE sets itself", false}}},
 		{"anonymize on a materialized view", func(c *Config) { c.Tables["public.people_mv"].Columns["email"] = col("email", "random_email") },

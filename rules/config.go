@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +42,11 @@ type Config struct {
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// AuditConfig appends every change of the rules to pgveil.config_log.
 	AuditConfig bool `yaml:"audit_config"`
+	// PeerID and Peers let several instances behind one TCP load balancer
+	// pass cancel requests to each other: PeerID is this instance's id (0
+	// or absent: peering off), Peers every instance's id and host:port.
+	PeerID int   `yaml:"peer_id"`
+	Peers  Peers `yaml:"peers"`
 
 	Roles          Roles             `yaml:"roles"`
 	Tables         map[string]*Table `yaml:"tables"`
@@ -84,6 +90,39 @@ type Column struct {
 	Anonymize Strategy `yaml:"anonymize"`
 	// Lookup allows equality and IN tests against constants for masked roles.
 	Lookup bool `yaml:"lookup"`
+}
+
+// MaxPeerID is the largest peer_id: the proxy's cancel keys have 14 bits
+// for it.
+const MaxPeerID = 1<<14 - 1
+
+// Peers maps peer ids to the host:port where each pgveil instance accepts
+// clients.
+type Peers map[int]string
+
+// UnmarshalYAML reads the peers mapping. An id that is not a whole number,
+// or that is given twice (as 1 and 01, say), is an error naming its line.
+func (p *Peers) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("peers: line %d: a mapping of peer id to host:port, like 1: 10.0.0.1:6432", n.Line)
+	}
+	out := Peers{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		id, err := strconv.Atoi(k.Value)
+		if err != nil {
+			return fmt.Errorf("peers: line %d: peer id %q is not a whole number", k.Line, k.Value)
+		}
+		if _, dup := out[id]; dup {
+			return fmt.Errorf("peers: line %d: peer id %d is given twice", k.Line, id)
+		}
+		if v.Kind != yaml.ScalarNode {
+			return fmt.Errorf("peers.%d: line %d: not host:port", id, v.Line)
+		}
+		out[id] = v.Value
+	}
+	*p = out
+	return nil
 }
 
 // Duration is a time.Duration written as "30s" in YAML.

@@ -29,10 +29,39 @@ func (c *Config) validate() error {
 	if c.MaxMessageSize < 1024 {
 		add("max_message_size", "%d is too small (at least 1024 bytes)", c.MaxMessageSize)
 	}
+	c.validatePeers(add)
 	for _, name := range sortedKeys(c.Tables) {
 		c.validateTable(add, name, c.Tables[name])
 	}
 	return errors.Join(errs...)
+}
+
+// validatePeers checks peer_id and peers. The instance's own id may be in
+// peers (it is ignored), so that every instance can share one peers list.
+func (c *Config) validatePeers(add func(string, string, ...any)) {
+	if c.PeerID < 0 || c.PeerID > MaxPeerID {
+		add("peer_id", "%d is out of range (1 to %d; 0 or absent turns peering off)", c.PeerID, MaxPeerID)
+	}
+	if len(c.Peers) > 0 && c.PeerID == 0 {
+		add("peers", "needs peer_id, the id of this instance")
+	}
+	ids := make([]int, 0, len(c.Peers))
+	for id := range c.Peers {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	byAddr := map[string]int{}
+	for _, id := range ids {
+		key, addr := fmt.Sprintf("peers.%d", id), c.Peers[id]
+		if id < 1 || id > MaxPeerID {
+			add(key, "peer id out of range (1 to %d)", MaxPeerID)
+		}
+		checkAddr(add, key, addr, true)
+		if other, dup := byAddr[addr]; dup {
+			add(key, "%s is also the address of peer %d", addr, other)
+		}
+		byAddr[addr] = id
+	}
 }
 
 func checkAddr(add func(string, string, ...any), key, v string, required bool) {

@@ -118,8 +118,10 @@ func parseAnonymizeFlags(args []string, stderr io.Writer) (opts anonymizeOptions
 	fs.BoolVar(&opts.noVacuum, "no-vacuum", false, "do not VACUUM (ANALYZE) the changed tables after the batches")
 	fs.BoolVar(&opts.rewrite, "rewrite", false, "rewrite the changed tables (pg_repack, else VACUUM FULL) so that no old byte remains in their files")
 	fs.BoolVar(&opts.yes, "yes", false, "accept VACUUM FULL's exclusive lock when --rewrite cannot use pg_repack")
-	if err := fs.Parse(args); err != nil {
-		return opts, usageStatus(err)
+	var lf logFlags // accepted as by every command; this one writes no log lines
+	lf.register(fs)
+	if _, status, ok := parseLogged(fs, &lf, args, stderr); !ok {
+		return opts, status
 	}
 	problem := ""
 	switch {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -86,12 +85,7 @@ func resetAnonDB(t *testing.T) {
 // anonConn connects to the anonymize tests' database.
 func anonConn(t *testing.T, role string) *pgx.Conn {
 	t.Helper()
-	conn, err := pgx.Connect(testCtx(t), db.DSN(role, "", anonDB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
+	return connectDB(t, role, anonDB)
 }
 
 // anonRows reads the tables of the anonymize tests as text.
@@ -123,10 +117,7 @@ func writeAnonFile(t *testing.T, name, body string) string {
 
 func runAnonymizeCommand(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	code = dispatch(append([]string{"anonymize"}, args...), &out, &errOut)
-	t.Logf("pgveil anonymize %s: exit %d\nstdout:\n%sstderr:\n%s", strings.Join(args, " "), code, out.String(), errOut.String())
-	return code, out.String(), errOut.String()
+	return runCommand(t, append([]string{"anonymize"}, args...)...)
 }
 
 // anonArgs are the flags every run shares, connecting as role.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,8 +32,10 @@ by key, then a summary: every declared table and column exists; each mask
 and anonymize strategy fits its column's type, NOT NULL and unique
 constraints, and varchar(n) limit; keys, parent links and foreign key
 columns are never anonymized; the key is unique; the anonymized_marker is a
-timestamp, timestamptz or boolean; parents and roles exist. It only reads
-pg_catalog.
+timestamp, timestamptz or boolean; parents and roles exist; each table with
+an anonymized_marker has its pgveil guard trigger, enabled ALWAYS and up to
+date with the rules (a warning otherwise, given when the rules have no
+errors). It only reads pg_catalog.
 
 Connection: --dsn when given, else admin_dsn from the file, else the libpq
 environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE,
@@ -75,6 +78,11 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	target := connectedTo(conn)
 	log.Debug("connected", "target", target)
 	problems, err := rules.Check(ctx, cfg, conn)
+	if err == nil && !hasErrors(problems) { // pgveil guard needs rules without errors
+		var guards []rules.Problem
+		guards, err = rules.CheckGuards(ctx, cfg, conn)
+		problems = mergeProblems(problems, guards)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "pgveil check: reading the catalog of %s: %v\n", target, err)
 		return 1
@@ -98,6 +106,22 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "pgveil check: the rules fit %s (%s)\n", target, *config)
 	return 0
+}
+
+func hasErrors(problems []rules.Problem) bool {
+	for _, p := range problems {
+		if !p.Warning {
+			return true
+		}
+	}
+	return false
+}
+
+// mergeProblems merges two lists sorted by key into one.
+func mergeProblems(a, b []rules.Problem) []rules.Problem {
+	out := append(a[:len(a):len(a)], b...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
 }
 
 // loadForCheck reads and statically validates the configuration. When it

@@ -25,10 +25,7 @@ func writeCheckConfig(t *testing.T, body string) string {
 
 func runCheckCommand(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	code = dispatch(append([]string{"check"}, args...), &out, &errOut)
-	t.Logf("pgveil check %s: exit %d\nstdout:\n%sstderr:\n%s", strings.Join(args, " "), code, out.String(), errOut.String())
-	return code, out.String(), errOut.String()
+	return runCommand(t, append([]string{"check"}, args...)...)
 }
 
 func TestCheckGoodRules(t *testing.T) {
@@ -37,7 +34,8 @@ func TestCheckGoodRules(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d, want 0", code)
 	}
-	want := "pgveil check: the rules fit database postgres at " + db.Addr() + " (" + path + ")\n"
+	want := path + ": tables.public.customers.anonymized_marker: warning: no guard trigger guard_public_customers: any writer can give an anonymized row its personal data back; run pgveil guard --config " + path + "\n" +
+		"pgveil check: the rules fit database postgres at " + db.Addr() + " (" + path + ", 1 warning)\n"
 	if stdout != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", stdout, want)
 	}

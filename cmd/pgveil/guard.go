@@ -54,14 +54,17 @@ func currentSchemas(exec func(string) ([][]string, error)) ([]string, error) {
 // Screen refuses ANONYMIZE from a role that may not run it. Sessions of
 // roles that may are never screened: Open gives them a policy.
 func (g guard) Screen(user string, sql []byte) error {
-	if anonymize.Is(unsafe.String(unsafe.SliceData(sql), len(sql))) {
-		return notAllowed(user)
+	if text := unsafe.String(unsafe.SliceData(sql), len(sql)); anonymize.Is(text) {
+		err := notAllowed(user)
+		g.g.Rejected(user, text, err)
+		return err
 	}
 	return nil
 }
 
 func notAllowed(user string) error {
-	return &masking.Rejection{Message: fmt.Sprintf("pgveil: role %s may not run ANONYMIZE (only the roles in roles.anonymize may)", user)}
+	return &masking.Rejection{Kind: masking.ReasonPrivilege, Construct: "ANONYMIZE",
+		Message: fmt.Sprintf("pgveil: role %s may not run ANONYMIZE (only the roles in roles.anonymize may)", user)}
 }
 
 // policy is the proxy.Policy of a session that is masked (s is set), may
@@ -132,8 +135,28 @@ func (p policy) Warm(sql string) {
 // analysing "SELECT 1 FROM table WHERE ..."), so that the command is never
 // an oracle.
 func (p policy) anonymize(sql string, check func(string) error) (proxy.Query, error) {
+	plan, err := p.planAnonymize(sql, check)
+	if err != nil {
+		return nil, err
+	}
+	rw := &proxy.Rewrite{SQL: plan.SQL, Params: plan.Params, ClientParams: plan.ClientParams}
+	if !plan.Explain {
+		rw.Tag = "ANONYMIZE"
+		rw.Notice = vacuumNotice(plan.Tables)
+		if m := p.g.Metrics(); m != nil {
+			rows := m.AnonymizedRows.WithLabelValues(plan.Table)
+			rw.Done = func(n int64) { rows.Add(float64(n)) }
+		}
+	}
+	return rewritten{rw}, nil
+}
+
+// planAnonymize checks and plans an ANONYMIZE statement (see anonymize).
+func (p policy) planAnonymize(sql string, check func(string) error) (*anonymize.Plan, error) {
 	if !p.mayAnonymize {
-		return nil, notAllowed(p.user)
+		err := notAllowed(p.user)
+		p.g.Rejected(p.user, sql, err)
+		return nil, err
 	}
 	st, err := anonymize.Parse(sql)
 	if err != nil {
@@ -152,16 +175,7 @@ func (p policy) anonymize(sql string, check func(string) error) (proxy.Query, er
 			return nil, fmt.Errorf("pgveil: the WHERE clause of ANONYMIZE cannot be checked: %w", err)
 		}
 	}
-	plan, err := st.Plan(p.g.Config(), p.schemas, 0)
-	if err != nil {
-		return nil, err
-	}
-	rw := &proxy.Rewrite{SQL: plan.SQL, Params: plan.Params, ClientParams: plan.ClientParams}
-	if !plan.Explain {
-		rw.Tag = "ANONYMIZE"
-		rw.Notice = vacuumNotice(plan.Tables)
-	}
-	return rewritten{rw}, nil
+	return st.Plan(p.g.Config(), p.schemas, 0)
 }
 
 // whereCheck turns "[EXPLAIN] ANONYMIZE t WHERE ..." into "SELECT 1 FROM t
@@ -246,18 +260,21 @@ type analysis struct{ a *masking.Analysis }
 
 func (q analysis) Statements() int         { return q.a.Statements() }
 func (q analysis) Rewrite() *proxy.Rewrite { return nil }
+func (q analysis) Text() string            { return q.a.Text() }
 
 // rewritten is an ANONYMIZE, run as its plan.
 type rewritten struct{ rw *proxy.Rewrite }
 
 func (q rewritten) Statements() int         { return 1 }
 func (q rewritten) Rewrite() *proxy.Rewrite { return q.rw }
+func (rewritten) Text() string              { return "" }
 
 // untouched is any statement of an unmasked session: not parsed, passed on.
 type untouched struct{}
 
 func (untouched) Statements() int         { return 1 << 30 }
 func (untouched) Rewrite() *proxy.Rewrite { return nil }
+func (untouched) Text() string            { return "" }
 
 type rowMasker struct{ r *masking.RowMasker }
 
@@ -266,7 +283,11 @@ func (m rowMasker) CopyLine(dst, line []byte) ([]byte, error) {
 	return dst, errNotCopy
 }
 
+func (m rowMasker) Flush() { m.r.Flush() }
+
 type copyMasker struct{ c *masking.CopyMasker }
+
+func (m copyMasker) Flush() { m.c.Flush() }
 
 func (m copyMasker) DataRow(dst, body []byte) ([]byte, error) { return dst, errNotRows }
 func (m copyMasker) CopyLine(dst, line []byte) ([]byte, error) {

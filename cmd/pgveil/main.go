@@ -7,7 +7,8 @@
 //	pgveil <command> --help              help for a command
 //
 // Exit status: 0 on success (and after a clean shutdown), 1 when the
-// command failed, 2 for a usage error.
+// command failed, 2 for a usage error; pgveil explain exits 3 when the
+// proxy would reject the query.
 package main
 
 import (
@@ -31,6 +32,8 @@ func commands() []command {
 		{"demo", "run the proxy in front of a throwaway PostgreSQL to try it", runDemo},
 		{"check", "check the rules against the live database", runCheck},
 		{"anonymize", "anonymize the rows of a list of keys (a data-protection officer's batch)", runAnonymize},
+		{"explain", "show what a role would get for a query: masks per column, or the rejection", runExplain},
+		{"guard", "install the triggers that keep anonymized rows anonymized (or --drop them)", runGuard},
 	}
 }
 
@@ -63,7 +66,7 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.short)
 	}
 	fmt.Fprintln(w, "\nRun 'pgveil <command> --help' for a command's flags.")
-	fmt.Fprintln(w, "Exit status: 0 success, 1 failure, 2 usage error.")
+	fmt.Fprintln(w, "Exit status: 0 success, 1 failure, 2 usage error; explain: 3 when the query would be rejected.")
 }
 
 // newFlags creates a command's flag set: errors and usage go to stderr,

@@ -93,19 +93,22 @@ func serve(path string, log *slog.Logger) error {
 // serveUntil runs the proxy until ctx ends, then shuts it down gracefully.
 // SIGHUP reloads the configuration meanwhile.
 func serveUntil(ctx context.Context, path string, log *slog.Logger) error {
-	cfg, err := rules.Load(path)
+	loaded, err := loadRules(path)
 	if err != nil {
 		return err
 	}
+	cfg := loaded.cfg
 	g := masking.NewGuard(cfg, log)
 	defer g.Close()
 	ensureAuditLog(ctx, cfg, log)
+	logRuleChanges(ctx, "start", nil, loaded, log)
 	opts, err := proxyOptions(cfg, g)
 	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	g.RegisterMetrics(reg)
 	srv := proxy.New(opts, log, proxy.NewMetrics(reg))
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -152,14 +155,17 @@ func reloadOnHangup(ctx context.Context, srv *proxy.Server, g *masking.Guard, pa
 
 // reload re-reads the configuration; an invalid file keeps what is in force.
 func reload(srv *proxy.Server, g *masking.Guard, path string, log *slog.Logger) {
-	cfg, err := rules.Load(path)
+	loaded, err := loadRules(path)
 	if err == nil {
+		cfg := loaded.cfg
 		var opts proxy.Options
 		if opts, err = proxyOptions(cfg, g); err == nil {
+			old := g.Config()
 			g.Reload(cfg)
 			ensureAuditLog(context.Background(), cfg, log)
 			srv.Reload(opts)
 			log.Info("configuration reloaded", "path", path)
+			logRuleChanges(context.Background(), "reload", old, loaded, log)
 			return
 		}
 	}
@@ -173,6 +179,8 @@ func proxyOptions(cfg *rules.Config, g *masking.Guard) (proxy.Options, error) {
 		Upstream:        cfg.Upstream,
 		MaxMessageSize:  cfg.MaxMessageSize,
 		ShutdownTimeout: time.Duration(cfg.ShutdownTimeout),
+		PeerID:          cfg.PeerID,
+		Peers:           cfg.Peers,
 	}
 	if len(cfg.Tables) > 0 {
 		opts.Guard = guard{g}
