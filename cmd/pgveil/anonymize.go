@@ -21,7 +21,7 @@ import (
 )
 
 const anonymizeUsage = `Usage: pgveil anonymize --config FILE --table TABLE --keys FILE [--column NAME]
-                        [--dsn URL] [--batch N]
+                        [--dsn URL] [--batch N] [--no-vacuum | --rewrite [--yes]]
        pgveil anonymize --config FILE --init-audit [--dsn URL]
 
 Anonymizes the rows of TABLE whose key is listed in the keys file, as
@@ -46,12 +46,36 @@ PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, PGSERVICE, ~/.pgpass)
 with the file's upstream as the host when PGHOST is unset. admin_dsn is not
 used.
 
+An UPDATE leaves the old values in dead row versions (heap, TOAST,
+indexes), and ANALYZE's samples of them in pg_statistic. So once its
+batches are committed, the command runs VACUUM (ANALYZE) on every table it
+changed (partitions and inheritance children included), and pg_statistic;
+--no-vacuum turns this off. When every key found had been anonymized
+before (say, by ANONYMIZE through the proxy), it vacuums all the tables of
+the cascade instead, so that a second run finishes the cleanup. VACUUM
+needs the table's owner (or the database owner, a superuser, or from
+PostgreSQL 17 the MAINTAIN privilege): the summary names each table the
+role may not vacuum, and why, and the sessions, prepared transactions and
+replication slots whose older snapshots keep old row versions alive. Even
+after VACUUM, the bytes of the dead versions stay in the files' free space
+until new rows happen to overwrite them. --rewrite writes the tables anew,
+so that no old byte remains in their heap, TOAST or index files: online
+with pg_repack when its extension is installed in the database, the
+program is on PATH and the role is a superuser; otherwise with VACUUM
+(FULL, ANALYZE), which holds an ACCESS EXCLUSIVE lock on each table for
+the whole of its rewrite (nobody can read or write it meanwhile), and
+which the command therefore runs only with --yes: without it, it stops
+before anonymizing anything. What neither reaches (WAL, backups, replicas,
+server logs, free file system blocks): see the README.
+
 The audit log must exist: the proxy creates it when it starts. --init-audit
 creates it instead (run it as a role that may create a schema) and grants
 INSERT on it to the roles of roles.anonymize; with --table it then goes on.
 
-Exit status: 0 on success, 1 on failure (nothing changed in the batch that
-failed), 2 on a usage error.
+Exit status: 0 on success (also when a table could not be vacuumed for
+lack of privilege: the summary says so), 1 on failure (nothing changed in
+the batch that failed; or the batches are committed but a VACUUM or
+rewrite failed), 2 on a usage error (also --rewrite needing --yes).
 
 Flags:`
 
@@ -60,6 +84,7 @@ type anonymizeOptions struct {
 	config, table, keys, column, dsn string
 	batch                            int
 	initAudit                        bool
+	noVacuum, rewrite, yes           bool // the cleanup after the batches
 }
 
 func runAnonymize(args []string, stdout, stderr io.Writer) int {
@@ -71,6 +96,9 @@ func runAnonymize(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	if err := anonymizeKeys(ctx, opts, stdout, stderr); err != nil {
 		fmt.Fprintln(stderr, "pgveil anonymize:", err)
+		if isUsage(err) {
+			return 2
+		}
 		return 1
 	}
 	return 0
@@ -87,6 +115,9 @@ func parseAnonymizeFlags(args []string, stderr io.Writer) (opts anonymizeOptions
 	fs.StringVar(&opts.dsn, "dsn", "", "connection `URL` or keyword/value string (default: the libpq environment)")
 	fs.IntVar(&opts.batch, "batch", 10000, "keys per transaction")
 	fs.BoolVar(&opts.initAudit, "init-audit", false, "create the audit log pgveil.anonymize_log when absent")
+	fs.BoolVar(&opts.noVacuum, "no-vacuum", false, "do not VACUUM (ANALYZE) the changed tables after the batches")
+	fs.BoolVar(&opts.rewrite, "rewrite", false, "rewrite the changed tables (pg_repack, else VACUUM FULL) so that no old byte remains in their files")
+	fs.BoolVar(&opts.yes, "yes", false, "accept VACUUM FULL's exclusive lock when --rewrite cannot use pg_repack")
 	var lf logFlags // accepted as by every command; this one writes no log lines
 	lf.register(fs)
 	if _, status, ok := parseLogged(fs, &lf, args, stderr); !ok {
@@ -102,6 +133,8 @@ func parseAnonymizeFlags(args []string, stderr io.Writer) (opts anonymizeOptions
 		problem = "--table and --keys go together"
 	case opts.table == "" && !opts.initAudit:
 		problem = "--table and --keys are required"
+	case opts.noVacuum && opts.rewrite:
+		problem = "--no-vacuum and --rewrite exclude each other"
 	}
 	if problem != "" {
 		fmt.Fprintf(stderr, "pgveil anonymize: %s; see pgveil anonymize --help\n", problem)
@@ -137,7 +170,12 @@ func anonymizeKeys(ctx context.Context, opts anonymizeOptions, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	return runBatches(ctx, conn, plan, keys, opts.batch, stdout, stderr)
+	method, err := chooseCleanup(ctx, conn, opts, plan.Tables, stderr)
+	if err != nil {
+		return err
+	}
+	sum, err := runBatches(ctx, conn, plan, keys, opts.batch, stdout, stderr)
+	return errors.Join(err, cleanup(ctx, conn, method, sum.cleanupTables(), stdout))
 }
 
 // anonymizeConnect connects as pgveil check does, but never with the
@@ -313,9 +351,9 @@ type keysSummary struct {
 }
 
 // runBatches anonymizes the keys batch by batch and prints the summary,
-// also after a failure (for the batches done).
+// also after a failure (for the batches done, which it returns).
 func runBatches(ctx context.Context, conn *pgx.Conn, plan *anonymize.Plan, keys []string, size int,
-	stdout, stderr io.Writer) error {
+	stdout, stderr io.Writer) (*keysSummary, error) {
 	sum := &keysSummary{actions: map[string]string{}, rows: map[string]int64{}}
 	prog := newProgress(stderr, "pgveil anonymize", len(keys), "keys")
 	start := time.Now()
@@ -329,9 +367,9 @@ func runBatches(ctx context.Context, conn *pgx.Conn, plan *anonymize.Plan, keys 
 	prog.finish()
 	sum.print(stdout, plan, time.Since(start))
 	if err != nil {
-		return fmt.Errorf("batch %d failed and changed nothing (%d keys before it were done): %w", sum.batches+1, sum.keys, err)
+		return sum, fmt.Errorf("batch %d failed and changed nothing (%d keys before it were done): %w", sum.batches+1, sum.keys, err)
 	}
-	return nil
+	return sum, nil
 }
 
 // runBatch runs the plan's report statement for one batch, in its own

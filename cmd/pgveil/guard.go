@@ -6,6 +6,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgveil/pgveil/anonymize"
@@ -188,10 +189,18 @@ func whereCheck(sql string) (string, error) {
 }
 
 // vacuumNotice names the tables whose old row versions still hold the
-// overwritten values until VACUUM (which cannot run in a transaction).
+// overwritten and deleted values until VACUUM, which cannot run in a
+// transaction, and says what to run once the transaction is committed.
 func vacuumNotice(tables []string) string {
-	return "pgveil: the old values stay in dead row versions of " + strings.Join(tables, ", ") +
-		" until VACUUM; run VACUUM ANALYZE on them after COMMIT, or use pgveil anonymize, which does"
+	idents := make([]string, len(tables))
+	for i, t := range tables {
+		schema, name, _ := strings.Cut(t, ".")
+		idents[i] = pgx.Identifier{schema, name}.Sanitize()
+	}
+	return "pgveil: the old values remain in dead row versions of " + strings.Join(tables, ", ") +
+		" until VACUUM, and in pg_statistic until ANALYZE; after COMMIT run VACUUM (ANALYZE) " + strings.Join(idents, ", ") +
+		" (or pgveil anonymize, which does). Even then their bytes stay in the files' free space until overwritten: " +
+		"rewrite the tables with pg_repack or VACUUM (FULL, ANALYZE) (an exclusive lock) to remove them"
 }
 
 func (p policy) Result(q proxy.Query, stmt int, fields []pgproto3.FieldDescription, formats []int16) (proxy.Masker, error) {
