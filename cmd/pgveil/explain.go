@@ -102,7 +102,10 @@ type explanation struct {
 	Why        string             `json:"why,omitempty"`
 	Rejection  *explainRejection  `json:"rejection,omitempty"`
 	Statements []explainStatement `json:"statements,omitempty"`
-	Anonymize  *explainAnonymize  `json:"anonymize,omitempty"`
+	// Runs is the text the server runs in place of the query, when pgveil
+	// changes it to hide the order of PII values (masking/rewrite.go).
+	Runs      string            `json:"runs,omitempty"`
+	Anonymize *explainAnonymize `json:"anonymize,omitempty"`
 }
 
 type explainRejection struct {
@@ -176,6 +179,7 @@ func explain(ctx context.Context, cfg *rules.Config, dsn, role, sql string, log 
 	for _, st := range a.Plan().Statements {
 		ex.Statements = append(ex.Statements, statementOf(st))
 	}
+	ex.Runs = a.Text()
 	return ex, nil
 }
 
@@ -282,6 +286,9 @@ func (ex *explanation) write(w io.Writer) {
 	for i, st := range ex.Statements {
 		fmt.Fprintf(w, "statement %d: %s\n", i+1, st.Tag)
 		st.write(w)
+	}
+	if ex.Runs != "" {
+		fmt.Fprintf(w, "runs as: %s\n", ex.Runs)
 	}
 	if a := ex.Anonymize; a != nil {
 		a.write(w)

@@ -63,6 +63,17 @@ func TestExplainDerivedColumn(t *testing.T) {
 	}
 }
 
+func TestExplainShowsTheRewrittenText(t *testing.T) {
+	ex := explainJSON(t, 0, "support", "SELECT id FROM customers WHERE email IS NOT NULL")
+	if want := "SELECT id FROM customers WHERE CASE WHEN email IS NOT NULL THEN true ELSE false END"; ex.Runs != want {
+		t.Errorf("runs %q, want %q", ex.Runs, want)
+	}
+	code, stdout, _ := runExplainCommand(t, "--role", "support", "SELECT email, count(*) FROM customers GROUP BY email ORDER BY 2")
+	if code != 0 || !strings.Contains(stdout, "runs as: SELECT email, count(*) FROM customers GROUP BY email ORDER BY 2, pg_catalog.random()") {
+		t.Errorf("exit %d; the output does not show the tie-breaker", code)
+	}
+}
+
 func TestExplainRejectedOracle(t *testing.T) {
 	ex := explainJSON(t, explainRejected, "support", "SELECT id FROM customers WHERE email LIKE 'a%'")
 	r := ex.Rejection
