@@ -1,7 +1,9 @@
 package masking
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,7 +80,7 @@ func (g *Guard) Rejected(user, sql string, err error) {
 	if g.metrics != nil {
 		g.metrics.Rejected.WithLabelValues(rej.Reason()).Inc()
 	}
-	if g.log != nil {
+	if g.log != nil && g.log.Enabled(context.Background(), slog.LevelDebug) { // LogText parses: only when logged
 		g.log.Debug("query rejected", "user", user, "reason", rej.Reason(), "construct", rej.Construct,
 			"column", rej.Column, "message", rej.Error(), "query", LogText(sql))
 	}

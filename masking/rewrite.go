@@ -80,12 +80,16 @@ func (a *analyzer) breakTies(s *pg.SelectStmt, why *Rejection) {
 	a.mark(s, tieWrap)
 }
 
-// needsWrap reports whether a level cannot sort by random() itself.
+// needsWrap reports whether a level cannot sort by random() itself: a set
+// operation, or DISTINCT (whose ORDER BY may name only its outputs).
+// DISTINCT ON can: its keys lead its ORDER BY, and a later key does not
+// change which row it keeps beyond what PostgreSQL leaves unspecified.
 func needsWrap(s *pg.SelectStmt) bool {
-	return s.GetOp() != pg.SetOperation_SETOP_NONE || len(s.GetDistinctClause()) > 0
+	d := s.GetDistinctClause()
+	return s.GetOp() != pg.SetOperation_SETOP_NONE || len(d) == 1 && d[0].GetNode() == nil
 }
 
-// steps turns the marks into positions in the tree of the whole text.
+// rewriteSteps turns the marks into positions in the tree of the whole text.
 func (a *analyzer) rewriteSteps(tree *pg.ParseResult) []rewriteStep {
 	if len(a.marks) == 0 {
 		return nil
@@ -130,7 +134,7 @@ func preorder(tree *pg.ParseResult, visit func(int, *pg.Node)) {
 func rewriteText(sql string, steps []rewriteStep) (string, error) {
 	tree, err := pg.Parse(sql)
 	if err != nil {
-		return "", err
+		return "", errRewrite
 	}
 	nodes := map[int]*pg.Node{}
 	preorder(tree, func(i int, n *pg.Node) {
@@ -143,12 +147,16 @@ func rewriteText(sql string, steps []rewriteStep) (string, error) {
 			return "", err
 		}
 	}
-	return pg.Deparse(tree)
+	text, err := pg.Deparse(tree)
+	if err != nil {
+		return "", errRewrite // the deparser's message may quote the text
+	}
+	return text, nil
 }
 
 // errRewrite means a text did not have the shape its cached plan was made
 // for; the proxy refuses it rather than run it unchanged.
-var errRewrite = &Rejection{Construct: "a query pgveil could not rewrite",
+var errRewrite = &Rejection{Kind: ReasonUnsupported, Construct: "a query pgveil could not rewrite",
 	Message: "pgveil: internal error: the query could not be rewritten to hide the order of PII values"}
 
 // apply makes one change.
@@ -219,7 +227,7 @@ func outputKeys(s *pg.SelectStmt) (keys []*pg.Node, ok bool) {
 	targets := levelTargets(s)
 	for _, n := range s.GetSortClause() {
 		sb := n.GetSortBy()
-		key, ok := outputKey(sb.GetNode(), targets)
+		key, ok := outputKey(sb.GetNode(), targets, s.GetOp() != pg.SetOperation_SETOP_NONE)
 		if !ok {
 			return nil, false
 		}
@@ -238,26 +246,39 @@ func levelTargets(s *pg.SelectStmt) []*pg.Node {
 	return s.GetTargetList()
 }
 
-func outputKey(n *pg.Node, targets []*pg.Node) (*pg.Node, bool) {
+// outputKey writes one ORDER BY key against a level's outputs. As in
+// PostgreSQL, an output name wins over a column of the FROM list; a set
+// operation's ORDER BY may name only outputs. For DISTINCT, a key that is
+// not an output name but one of the output expressions (c.country, or
+// country read as c.country) becomes that output's position.
+func outputKey(n *pg.Node, targets []*pg.Node, setOp bool) (*pg.Node, bool) {
 	if _, ok := intConst(n); ok {
 		return n, true
 	}
 	name, single := singleName(n)
-	for i, t := range targets {
-		rt := t.GetResTarget()
-		if single && outputName(rt) == name {
-			return n, true
+	if single {
+		for _, t := range targets {
+			if outputName(t.GetResTarget()) == name {
+				return n, true
+			}
 		}
-		if sameColumnRef(n, rt.GetVal()) || single && lastField(rt.GetVal()) == name {
-			return pg.MakeAConstIntNode(int64(i+1), -1), true
+		if slices.ContainsFunc(targets, func(t *pg.Node) bool { return isStar(t.GetResTarget().GetVal()) }) {
+			return n, true // a name among the columns of a *
 		}
 	}
-	if single && slices.ContainsFunc(targets, func(t *pg.Node) bool { return isStar(t.GetResTarget().GetVal()) }) {
-		return n, true // a name among the columns of a *
+	if setOp {
+		return nil, false
+	}
+	for i, t := range targets {
+		val := t.GetResTarget().GetVal()
+		if sameColumnRef(n, val) || single && lastField(val) == name {
+			return pg.MakeAConstIntNode(int64(i+1), -1), true
+		}
 	}
 	return nil, false
 }
 
+// isStar reports whether n is * or a qualified x.*.
 func isStar(n *pg.Node) bool {
 	f := n.GetColumnRef().GetFields()
 	return len(f) > 0 && f[len(f)-1].GetAStar() != nil
@@ -281,6 +302,8 @@ func lastField(n *pg.Node) string {
 	return f[len(f)-1].GetString_().GetSval()
 }
 
+// sameColumnRef reports whether a and b are the same column reference,
+// written the same way.
 func sameColumnRef(a, b *pg.Node) bool {
 	fa, fb := a.GetColumnRef().GetFields(), b.GetColumnRef().GetFields()
 	if len(fa) == 0 || len(fa) != len(fb) {

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -38,6 +39,7 @@ type Guard struct {
 	dbs    map[string]*dbCatalog              // for the current rules
 	pools  map[string]*pgxpool.Pool           // by database, kept across reloads
 	plans  *expirable.LRU[string, cachedPlan] // as fresh as the catalog they read
+	texts  *lru.Cache[string, rewrittenText]  // by client text: what the server runs instead
 	hits   atomic.Uint64
 	misses atomic.Uint64
 }
@@ -49,12 +51,20 @@ type cachedPlan struct {
 	rels map[uint32]bool // every relation the analysis resolved, by OID
 }
 
+// rewrittenText is the text the server runs for a client's text under one
+// plan (rewrite.go).
+type rewrittenText struct {
+	plan *Plan
+	text string
+}
+
 // NewGuard creates a guard for cfg. The pseudonym key is read from the
 // environment variable PGVEIL_PSEUDONYM_KEY.
 func NewGuard(cfg *rules.Config, log *slog.Logger) *Guard {
 	plans := expirable.NewLRU[string, cachedPlan](planCacheSize, nil, catalogTTL)
+	texts, _ := lru.New[string, rewrittenText](planCacheSize) // fails only for a size <= 0
 	return &Guard{log: log, cfg: cfg, dbs: map[string]*dbCatalog{}, pools: map[string]*pgxpool.Pool{}, plans: plans,
-		key: []byte(os.Getenv("PGVEIL_PSEUDONYM_KEY"))}
+		texts: texts, key: []byte(os.Getenv("PGVEIL_PSEUDONYM_KEY"))}
 }
 
 // Reload swaps the rules. Sessions re-analyse every statement they run
@@ -208,17 +218,25 @@ type Analysis struct {
 	rels map[uint32]bool // the relations it resolved (see staleResult)
 }
 
-// newAnalysis makes the analysis of sql from its plan, rewriting the text
-// when the plan says the server must run it changed (rewrite.go).
-func newAnalysis(plan *Plan, sql string, gen uint64, rels map[uint32]bool) (*Analysis, error) {
+// newAnalysis makes the analysis of sql from its plan, with the text the
+// server must run when the plan changes it (rewrite.go). Rewritten texts
+// are cached by the client's text, so that a repeated one is not parsed
+// again on the proxy's event loop.
+func (g *Guard) newAnalysis(plan *Plan, sql string, gen uint64, rels map[uint32]bool) (*Analysis, error) {
 	a := &Analysis{plan: plan, sql: sql, gen: gen, rels: rels}
-	if len(plan.rewrites) > 0 {
-		text, err := rewriteText(sql, plan.rewrites)
-		if err != nil {
-			return nil, err
-		}
-		a.text = text
+	if len(plan.rewrites) == 0 {
+		return a, nil
 	}
+	if r, ok := g.texts.Get(sql); ok && r.plan == plan {
+		a.text = r.text
+		return a, nil
+	}
+	text, err := rewriteText(sql, plan.rewrites)
+	if err != nil {
+		return nil, err
+	}
+	g.texts.Add(sql, rewrittenText{plan, text})
+	a.text = text
 	return a, nil
 }
 
@@ -275,7 +293,7 @@ func (s *Session) cached(sql string) (a *Analysis, err error, ok bool) {
 	if c.err != nil {
 		return nil, c.err, true
 	}
-	a, err = newAnalysis(c.plan, sql, s.gen, c.rels)
+	a, err = s.g.newAnalysis(c.plan, sql, s.gen, c.rels)
 	return a, err, true
 }
 
@@ -315,7 +333,7 @@ func (s *Session) analyzeInto(key string, cat Catalog, gen uint64, sql string) (
 	if err != nil {
 		return nil, err
 	}
-	return newAnalysis(plan, sql, gen, rec.rels)
+	return s.g.newAnalysis(plan, sql, gen, rec.rels)
 }
 
 // recordingCatalog notes every relation an analysis resolves.
@@ -651,7 +669,10 @@ func checkStartup(params map[string]string) error {
 		return &Rejection{Construct: "a replication connection", Message: "pgveil: masked roles may not open replication connections"}
 	}
 	for key, value := range params {
-		if settingNamed(key, identitySettings) || steersPlan(key) {
+		if steersPlan(key) {
+			return &Rejection{Kind: ReasonOracle, Message: fmt.Sprintf("pgveil: masked roles may not set %s at connection start", key)}
+		}
+		if settingNamed(key, identitySettings) {
 			return &Rejection{Kind: ReasonIdentity, Message: fmt.Sprintf("pgveil: masked roles may not set %s at connection start", key)}
 		}
 		if key == "options" {

@@ -125,7 +125,9 @@ func (g Guard) Body() string {
 	if len(g.Columns) > 0 {
 		guarded = strings.Join(g.Columns, ", ") + " and " + g.Marker
 	}
-	msg := fmt.Sprintf("pgveil: UPDATE of %s refused: the row with %s = %%s is anonymized; %s keep what ANONYMIZE wrote", g.Table, key, guarded)
+	esc := strings.NewReplacer("%", "%%") // msg is format()'s format string
+	msg := fmt.Sprintf("pgveil: UPDATE of %s refused: the row with %s = %%s is anonymized; %s keep what ANONYMIZE wrote",
+		esc.Replace(g.Table), esc.Replace(key), esc.Replace(guarded))
 	return fmt.Sprintf(`
 BEGIN
   IF %s AND (%s) THEN

@@ -119,8 +119,8 @@ func demo(ctx context.Context, listen string, stdout io.Writer, log *slog.Logger
 }
 
 // serveDemo runs the proxy until ctx ends, calling ready once it listens.
-func serveDemo(ctx context.Context, cfgPath, listen string, log *slog.Logger, ready func()) error {
-	ctx, cancel := context.WithCancel(ctx)
+func serveDemo(parent context.Context, cfgPath, listen string, log *slog.Logger, ready func()) error {
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	served := make(chan struct{})
 	var serveErr error
@@ -131,7 +131,7 @@ func serveDemo(ctx context.Context, cfgPath, listen string, log *slog.Logger, re
 	if err := waitListening(ctx, listen, served); err != nil {
 		cancel()
 		<-served
-		if ctx.Err() != nil && serveErr == nil {
+		if parent.Err() != nil && serveErr == nil {
 			return nil // stopped before it was ready
 		}
 		return errors.Join(err, serveErr)

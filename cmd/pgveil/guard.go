@@ -54,6 +54,8 @@ func currentSchemas(exec func(string) ([][]string, error)) ([]string, error) {
 // Screen refuses ANONYMIZE from a role that may not run it. Sessions of
 // roles that may are never screened: Open gives them a policy.
 func (g guard) Screen(user string, sql []byte) error {
+	// text borrows the message buffer: valid during this call only;
+	// Is and Rejected (which logs it) keep nothing of it.
 	if text := unsafe.String(unsafe.SliceData(sql), len(sql)); anonymize.Is(text) {
 		err := notAllowed(user)
 		g.g.Rejected(user, text, err)

@@ -376,16 +376,28 @@ func runRepack(ctx context.Context, cc *pgx.ConnConfig, r relation) error {
 	if cc.Password != "" {
 		cmd.Env = append(cmd.Env, "PGPASSWORD="+cc.Password)
 	}
-	sslmode := "disable"
-	if cc.TLSConfig != nil {
-		sslmode = "require"
-	}
-	cmd.Env = append(cmd.Env, "PGSSLMODE="+sslmode)
+	cmd.Env = append(cmd.Env, "PGSSLMODE="+sslMode(cc))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("pg_repack --table=%s: %w: %s", r.ident(), err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// sslMode is the libpq sslmode that checks no less than the admin
+// connection did: verify-full unless it skipped verification. A CA that
+// came in the DSN rather than PGSSLROOTCERT makes pg_repack fail, not
+// connect unchecked.
+func sslMode(cc *pgx.ConnConfig) string {
+	switch {
+	case cc.TLSConfig == nil:
+		return "disable"
+	case cc.TLSConfig.VerifyPeerCertificate != nil: // pgx's verify-ca
+		return "verify-ca"
+	case cc.TLSConfig.InsecureSkipVerify:
+		return "require"
+	}
+	return "verify-full"
 }
 
 // printCleanup writes the summary of the cleanup: per table, what was done
