@@ -60,8 +60,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return status
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "pgveil check: unexpected argument %q (flags only; see pgveil check --help)\n", fs.Arg(0))
+	if !flagsOnly(fs, stderr) {
 		return 2
 	}
 	cfg, code := loadForCheck(*config, stdout, stderr)

@@ -73,8 +73,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return status
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "pgveil demo: unexpected argument %q (flags only; see pgveil demo --help)\n", fs.Arg(0))
+	if !flagsOnly(fs, stderr) {
 		return 2
 	}
 	if _, _, err := net.SplitHostPort(*listen); err != nil {

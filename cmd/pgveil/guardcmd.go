@@ -53,8 +53,7 @@ func runGuard(args []string, stdout, stderr io.Writer) int {
 	if _, status, ok := parseLogged(fs, &lf, args, stderr); !ok {
 		return status
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "pgveil guard: unexpected argument %q (flags only; see pgveil guard --help)\n", fs.Arg(0))
+	if !flagsOnly(fs, stderr) {
 		return 2
 	}
 	cfg, err := rules.Load(*config)

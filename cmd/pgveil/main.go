@@ -82,6 +82,16 @@ func newFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// flagsOnly reports whether a command that takes no arguments got none,
+// and says so on stderr when it did (a usage error, status 2).
+func flagsOnly(fs *flag.FlagSet, stderr io.Writer) bool {
+	if fs.NArg() == 0 {
+		return true
+	}
+	fmt.Fprintf(stderr, "pgveil %s: unexpected argument %q (flags only; see pgveil %s --help)\n", fs.Name(), fs.Arg(0), fs.Name())
+	return false
+}
+
 // parseLogged parses a command's flags, log flags included, and builds its
 // logger. When the command must stop, ok is false and status is its exit
 // status (0 after --help, 2 for a usage error).
