@@ -120,7 +120,7 @@ func TestSettings(t *testing.T) {
 
 func TestExecArgs(t *testing.T) {
 	ctx := testContext(t)
-	if err := shared.Exec(ctx, "CREATE TABLE args (n int)"); err != nil {
+	if err := shared.Exec(ctx, "DROP TABLE IF EXISTS args; CREATE TABLE args (n int)"); err != nil {
 		t.Fatal(err)
 	}
 	if err := shared.Exec(ctx, "INSERT INTO args VALUES ($1)", 42); err != nil {
