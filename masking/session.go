@@ -669,21 +669,36 @@ func checkStartup(params map[string]string) error {
 		return &Rejection{Construct: "a replication connection", Message: "pgveil: masked roles may not open replication connections"}
 	}
 	for key, value := range params {
-		if steersPlan(key) {
-			return &Rejection{Kind: ReasonOracle, Message: fmt.Sprintf("pgveil: masked roles may not set %s at connection start", key)}
+		if kind, refused := startupRefusal(key); refused {
+			return &Rejection{Kind: kind, Message: fmt.Sprintf("pgveil: masked roles may not set %s at connection start", key)}
 		}
-		if settingNamed(key, identitySettings) {
-			return &Rejection{Kind: ReasonIdentity, Message: fmt.Sprintf("pgveil: masked roles may not set %s at connection start", key)}
+		if key != "options" {
+			continue
 		}
-		if key == "options" {
-			for _, name := range append(identitySettings[:len(identitySettings):len(identitySettings)], append(planSettings, "enable_")...) {
-				if optionSets(value, name) {
-					return &Rejection{Kind: ReasonIdentity, Message: fmt.Sprintf("pgveil: masked roles may not set %s in the startup options", name)}
-				}
+		for _, name := range optionNames {
+			if optionSets(value, name) {
+				kind, _ := startupRefusal(name)
+				return &Rejection{Kind: kind, Message: fmt.Sprintf("pgveil: masked roles may not set %s in the startup options", name)}
 			}
 		}
 	}
 	return nil
+}
+
+// optionNames are what a masked login's startup options may not set;
+// "enable_" stands for every enable_* setting.
+var optionNames = slices.Concat(identitySettings, planSettings, []string{"enable_"})
+
+// startupRefusal reports whether a masked login may not set a setting at
+// connection start, and the rule it would break.
+func startupRefusal(name string) (kind string, refused bool) {
+	switch {
+	case steersPlan(name):
+		return ReasonOracle, true
+	case settingNamed(name, identitySettings):
+		return ReasonIdentity, true
+	}
+	return "", false
 }
 
 func settingNamed(key string, names []string) bool {
