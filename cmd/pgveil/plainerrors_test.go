@@ -258,10 +258,10 @@ func TestQuotingErrorsStayScrubbed(t *testing.T) {
 	p := startProxyRules(t, plainErrorsRules, "")
 	cases := []struct{ code, sql string }{
 		{"23505", "INSERT INTO msgs_people (id, email) VALUES (99, 'kari.nordmann@example.com')"}, // Key (email)=(...) already exists
-		{"22P02", "INSERT INTO msgs_people (id, name) VALUES ('Kari', 'x')"},                       // invalid input syntax for type bigint: "Kari"
-		{"23502", "UPDATE msgs_people SET id = NULL WHERE id = 1"},                                 // Failing row contains (...)
-		{"42501", "UPDATE msgs_people SET note = 'c' WHERE id = 1"},                                // the trigger: permission denied for kari...
-		{"42P01", "SELECT msgs_reg(name) FROM msgs_people WHERE id = 1"},                           // relation "kari" does not exist
+		{"22P02", "INSERT INTO msgs_people (id, name) VALUES ('Kari', 'x')"},                      // invalid input syntax for type bigint: "Kari"
+		{"23502", "UPDATE msgs_people SET id = NULL WHERE id = 1"},                                // Failing row contains (...)
+		{"42501", "UPDATE msgs_people SET note = 'c' WHERE id = 1"},                               // the trigger: permission denied for kari...
+		{"42P01", "SELECT msgs_reg(name) FROM msgs_people WHERE id = 1"},                          // relation "kari" does not exist
 	}
 	for _, role := range []string{"msgs_masked", "msgs_dpo"} {
 		for _, extended := range []bool{false, true} {
