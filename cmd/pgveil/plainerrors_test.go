@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/pgveil/pgveil/anonymize"
 	"github.com/pgveil/pgveil/proxy"
 )
 
@@ -50,18 +49,10 @@ tables:
 `
 
 func plainErrorsFixture(t *testing.T) {
-	ctx := testCtx(t)
-	if err := db.Exec(ctx, plainErrorsSchema); err != nil {
+	if err := db.Exec(testCtx(t), plainErrorsSchema); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, db.DSN("postgres", "", "postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if err := anonymize.EnsureAuditLog(ctx, conn, []string{"msgs_dpo"}); err != nil {
-		t.Fatal(err)
-	}
+	auditLogFor(t, "msgs_dpo")
 }
 
 // plainCase is one server error a masked or anonymize role provokes.
