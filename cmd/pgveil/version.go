@@ -33,8 +33,10 @@ Exit status: 0; 2 for a usage error.`
 
 func runVersion(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("version", versionUsage, stderr)
-	if err := fs.Parse(args); err != nil {
-		return usageStatus(err)
+	var lf logFlags // accepted as by every command; this one writes no log lines
+	lf.register(fs)
+	if _, status, ok := parseLogged(fs, &lf, args, stderr); !ok {
+		return status
 	}
 	if !flagsOnly(fs, stderr) {
 		return 2
