@@ -150,6 +150,9 @@ func (x yamlIndex) explain(e string) string {
 	}
 	line, _ := strconv.Atoi(m[1])
 	l, msg := x.place(line, m[2], m[3])
+	if l == nil && m[2] != "" {
+		return fmt.Sprintf("line %d: %s", line, m[3]) // a nodeError on a node the index lacks
+	}
 	if l == nil {
 		return e
 	}

@@ -53,6 +53,13 @@ func TestParseErrorsNameTheKeyPath(t *testing.T) {
 	}
 }
 
+func TestParseErrorOfAWholeFile(t *testing.T) {
+	_, err := Parse([]byte("- listen: 127.0.0.1:6432\n"))
+	if err == nil || err.Error() != "line 1: expected a mapping, got a list" {
+		t.Errorf("a list for a file: got %v", err)
+	}
+}
+
 // TestParseReportsEveryError: one run names every bad key, in file order,
 // the custom types' errors included.
 func TestParseReportsEveryError(t *testing.T) {
