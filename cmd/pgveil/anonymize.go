@@ -249,12 +249,12 @@ func keysStatement(table string, key rules.Columns) string {
 	for i, c := range key {
 		q := pgx.Identifier{c}.Sanitize()
 		cols = append(cols, q)
-		arrays = append(arrays, fmt.Sprintf("$%d::text[]", i+1))
+		arrays = append(arrays, fmt.Sprintf("pg_catalog.unnest($%d::text[])", i+1))
 		us = append(us, fmt.Sprintf("c%d", i+1))
 		pairs = append(pairs, fmt.Sprintf("%s::text, u.c%d", quoteSQL(c), i+1))
 		outs = append(outs, "r."+q)
 	}
-	return fmt.Sprintf("ANONYMIZE %s WHERE (%s) IN (SELECT %s FROM pg_catalog.unnest(%s) AS u(%s), "+
+	return fmt.Sprintf("ANONYMIZE %s WHERE (%s) IN (SELECT %s FROM ROWS FROM (%s) AS u(%s), "+
 		"pg_catalog.jsonb_populate_record(NULL::%s, pg_catalog.jsonb_build_object(%s)) AS r)",
 		qt, strings.Join(cols, ", "), strings.Join(outs, ", "), strings.Join(arrays, ", "), strings.Join(us, ", "),
 		qt, strings.Join(pairs, ", "))
