@@ -78,7 +78,7 @@ func (g *generator) explainSQL() string {
 		}
 		n++
 		fmt.Fprintf(&b, "\n  SELECT %d AS o, pg_catalog.row_number() OVER (ORDER BY %s) AS n, %s::text AS \"table\", %s::text AS \"key\", %s::text AS \"action\", %s::text AS \"columns\" FROM %s",
-			i, keyNames(t), quoteLiteral(t.name), keyValue(t), quoteLiteral(t.action()), changedColumns(t), t.cte)
+			i, keyNames(t), quoteLiteral(t.name), keyJSON(t), quoteLiteral(t.action()), changedColumns(t), t.cte)
 	}
 	b.WriteString("\n) AS r ORDER BY o, n")
 	return b.String()
@@ -332,21 +332,14 @@ func keyNames(t *target) string {
 	return strings.Join(names, ", ")
 }
 
-// keyJSON writes a key of a target's CTE as jsonb for the audit log: the
-// value for a one-column key, an array of the values for a composite one.
+// keyJSON writes a key of a target's CTE as the audit log and EXPLAIN
+// ANONYMIZE show it: the value for a one-column key, a jsonb array of the
+// values for a composite one.
 func keyJSON(t *target) string {
 	if len(t.rules.Key) == 1 {
 		return "k"
 	}
 	return "pg_catalog.jsonb_build_array(" + keyNames(t) + ")"
-}
-
-// keyValue writes a key of a target's CTE as EXPLAIN ANONYMIZE shows it.
-func keyValue(t *target) string {
-	if len(t.rules.Key) == 1 {
-		return "k"
-	}
-	return keyJSON(t)
 }
 
 // qualified writes a target's schema-qualified, quoted name.
