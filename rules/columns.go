@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 
@@ -14,12 +13,12 @@ import (
 type Columns []string
 
 // UnmarshalYAML reads a column name or a list of them. A name given twice,
-// an empty name or an empty list is an error naming its line.
+// an empty name or an empty list is an error naming its key path and line (nodeError).
 func (c *Columns) UnmarshalYAML(n *yaml.Node) error {
 	switch n.Kind {
 	case yaml.ScalarNode:
 		if n.Value == "" {
-			return fmt.Errorf("line %d: a column name or a list of them, like id or [id, started_at]", n.Line)
+			return nodeError(n, "a column name or a list of them, like id or [id, started_at]")
 		}
 		*c = Columns{n.Value}
 		return nil
@@ -27,20 +26,20 @@ func (c *Columns) UnmarshalYAML(n *yaml.Node) error {
 		var out Columns
 		for _, item := range n.Content {
 			if item.Kind != yaml.ScalarNode || item.Value == "" {
-				return fmt.Errorf("line %d: a list of column names, like [id, started_at]", item.Line)
+				return nodeError(item, "a list of column names, like [id, started_at]")
 			}
 			if slices.Contains(out, item.Value) {
-				return fmt.Errorf("line %d: column %s is named twice", item.Line, item.Value)
+				return nodeError(item, "column %s is named twice", item.Value)
 			}
 			out = append(out, item.Value)
 		}
 		if len(out) == 0 {
-			return fmt.Errorf("line %d: an empty list names no column", n.Line)
+			return nodeError(n, "an empty list names no column")
 		}
 		*c = out
 		return nil
 	}
-	return fmt.Errorf("line %d: a column name or a list of them, like id or [id, started_at]", n.Line)
+	return nodeError(n, "a column name or a list of them, like id or [id, started_at]")
 }
 
 // MarshalYAML writes one column as a string and several as a list.

@@ -32,6 +32,11 @@ func TestParseErrorsNameTheKeyPath(t *testing.T) {
 		{table + "      email: {mask: redact, anonymize: [redact]}\n", `tables.public.c.columns.email.anonymize: line 7: a strategy is a string`},
 		{"shutdown_timeout: soon\n", `shutdown_timeout: line 3: "soon" is not a duration like 30s`},
 		{"peer_id: 1\npeers: {2: [a]}\n", `peers.2: line 4: not host:port`},
+		// rules.Columns: a key or parent.via is a column or a list of them.
+		{"tables:\n  public.conversations:\n    key: {id: 1}\n", `tables.public.conversations.key: line 5: a column name or a list of them`},
+		{"tables:\n  public.conversations:\n    key: [id, [started_at]]\n", `tables.public.conversations.key[1]: line 5: a list of column names`},
+		{"tables:\n  public.conversations:\n    key: [id, id]\n", `tables.public.conversations.key[1]: line 5: column id is named twice`},
+		{"tables:\n  public.c:\n    parent: {table: public.p, via: []}\n", `tables.public.c.parent.via: line 5: an empty list names no column`},
 		// Unknown and repeated keys.
 		{"lisen: x\n", `line 3: unknown key lisen`},
 		{"roles: {unmaskd: [a]}\n", `roles: line 3: unknown key unmaskd`},
