@@ -40,8 +40,9 @@ type Config struct {
 	UpstreamTLSCA   string   `yaml:"upstream_tls_ca"`
 	MaxMessageSize  int64    `yaml:"max_message_size"`
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
-	// AuditConfig appends every change of the rules to pgveil.config_log.
-	AuditConfig bool `yaml:"audit_config"`
+	// AuditConfig appends every change of the rules to pgveil.config_log,
+	// in the database it names (see AuditConfig).
+	AuditConfig AuditConfig `yaml:"audit_config"`
 	// PeerID and Peers let several instances behind one TCP load balancer
 	// pass cancel requests to each other: PeerID is this instance's id (0
 	// or absent: peering off), Peers every instance's id and host:port.
@@ -51,6 +52,12 @@ type Config struct {
 	Roles          Roles             `yaml:"roles"`
 	Tables         map[string]*Table `yaml:"tables"`
 	AllowFunctions []string          `yaml:"allow_functions"`
+	// Databases gives a database its own tables instead of Tables (see
+	// ForDatabase).
+	Databases map[string]*Database `yaml:"databases"`
+
+	views map[string]*Config // by database, built by Parse (databases.go)
+	scope string             // the database of a view; "" for the file's own
 }
 
 // TLS is the certificate the proxy presents to clients that ask for SSL.
@@ -162,6 +169,7 @@ func Parse(data []byte) (*Config, error) {
 		return nil, cleanYAMLError(err)
 	}
 	cfg.setDefaults()
+	cfg.buildViews()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -195,7 +203,16 @@ func (c *Config) setDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = Duration(30 * time.Second)
 	}
-	for _, t := range c.Tables {
+	defaultOnAnonymize(c.Tables)
+	for _, d := range c.Databases {
+		if d != nil {
+			defaultOnAnonymize(d.Tables)
+		}
+	}
+}
+
+func defaultOnAnonymize(tables map[string]*Table) {
+	for _, t := range tables {
 		if t != nil && t.OnAnonymize == "" {
 			t.OnAnonymize = "anonymize"
 		}

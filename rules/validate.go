@@ -33,6 +33,7 @@ func (c *Config) validate() error {
 	for _, name := range sortedKeys(c.Tables) {
 		c.validateTable(add, name, c.Tables[name])
 	}
+	c.validateDatabases(add)
 	return errors.Join(errs...)
 }
 
@@ -77,7 +78,7 @@ func checkAddr(add func(string, string, ...any), key, v string, required bool) {
 }
 
 func (c *Config) validateTable(add func(string, string, ...any), name string, t *Table) {
-	key := "tables." + name
+	key := c.tablesKey() + "." + name
 	if t == nil {
 		add(key, "empty table entry")
 		return
@@ -92,7 +93,7 @@ func (c *Config) validateTable(add func(string, string, ...any), name string, t 
 		if t.Parent.Table == "" || t.Parent.Via == "" {
 			add(key+".parent", "needs table and via")
 		} else if _, ok := c.Tables[t.Parent.Table]; !ok {
-			add(key+".parent.table", "%s is not declared under tables", t.Parent.Table)
+			add(key+".parent.table", "%s is not declared under %s", t.Parent.Table, c.tablesKey())
 		}
 	}
 	for _, col := range sortedKeys(t.Columns) {

@@ -183,12 +183,21 @@ func count(n int, noun string) string {
 // An error says which database, server and user it tried, and where the
 // settings came from. It never contains the password.
 func adminConnect(ctx context.Context, cfg *rules.Config, dsn string) (*pgx.Conn, error) {
+	return adminConnectDB(ctx, cfg, dsn, "")
+}
+
+// adminConnectDB is adminConnect to the named database, whatever the
+// connection string names ("" keeps the one it names).
+func adminConnectDB(ctx context.Context, cfg *rules.Config, dsn, database string) (*pgx.Conn, error) {
 	connString, source := adminConnString(cfg, dsn)
 	cc, err := pgx.ParseConfig(connString)
 	if err != nil {
 		// pgconn's ParseConfigError shows the string with the password
 		// replaced by xxxxx.
 		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	if database != "" {
+		cc.Database = database
 	}
 	if cc.ConnectTimeout == 0 {
 		cc.ConnectTimeout = defaultConnectTimeout
