@@ -53,7 +53,7 @@ type Database struct {
 	// mu serialises checking the rules and creating the audit log, which
 	// talk to the database; the fields below are guarded by it.
 	mu       sync.Mutex
-	checked  bool                       // refused is for the rules of checkGen
+	checked  bool // refused is for the rules of checkGen
 	checkGen uint64
 	refused  map[string][]rules.Problem // by table of the rules: check's errors
 	checkErr error                      // the check could not run

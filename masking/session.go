@@ -35,10 +35,10 @@ type Guard struct {
 	gen          uint64               // bumped on every reload: cached plans of older rules are not reused
 	dbs          map[string]*Database // by name, kept across reloads (database.go)
 	maxDatabases int
-	plans  *expirable.LRU[string, cachedPlan] // as fresh as the catalog they read
-	texts  *lru.Cache[string, rewrittenText]  // by client text: what the server runs instead
-	hits   atomic.Uint64
-	misses atomic.Uint64
+	plans        *expirable.LRU[string, cachedPlan] // as fresh as the catalog they read
+	texts        *lru.Cache[string, rewrittenText]  // by client text: what the server runs instead
+	hits         atomic.Uint64
+	misses       atomic.Uint64
 }
 
 // cachedPlan is an analysis or a rejection.
