@@ -80,7 +80,6 @@ func (g *Guard) UseDatabase(name string) (*Database, error) {
 func (g *Guard) use(name string) (*Database, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.closeIdle(time.Now())
 	d := g.dbs[name]
 	if d == nil {
 		pool, err := g.connect(g.cfg, name)
@@ -92,6 +91,7 @@ func (g *Guard) use(name string) (*Database, error) {
 	}
 	d.sessions++
 	d.lastUsed = time.Now()
+	g.closeIdle(d.lastUsed)
 	return d, nil
 }
 
@@ -116,7 +116,7 @@ func (g *Guard) closeIdle(now time.Time) {
 	slices.SortFunc(idle, func(a, b *Database) int { return a.lastUsed.Compare(b.lastUsed) })
 	open := len(g.dbs)
 	for _, d := range idle {
-		if open < g.maxDatabases && now.Sub(d.lastUsed) < databaseIdle {
+		if open <= g.maxDatabases && now.Sub(d.lastUsed) < databaseIdle {
 			break
 		}
 		delete(g.dbs, d.name)
