@@ -209,8 +209,8 @@ func (p policy) planAnonymize(sql string, check func(string) error) (*anonymize.
 // found errors in the rules of a table it would change.
 func (p policy) planChecked(st *anonymize.Statement) (*anonymize.Plan, error) {
 	cfg := p.g.Config()
-	if p.db == nil { // pgveil explain without a database to look at
-		return st.Plan(cfg, p.schemas, 0)
+	if p.db == nil {
+		return nil, errors.New("pgveil: ANONYMIZE needs the session's database")
 	}
 	if p.auditErr != nil {
 		if err := p.db.AuditLog(cfg.Roles.Anonymize); err != nil {
