@@ -195,16 +195,19 @@ func (d *Database) prepare() {
 			"database", d.name, "err", err)
 		return
 	}
+	errs := 0
 	for _, p := range problems {
 		if p.Warning {
 			continue
 		}
+		errs++
 		d.g.log.Error("the rules do not fit the database; ANONYMIZE of the table is refused until they do (pgveil check)",
 			"database", d.name, "problem", p.String())
 		if t := tableOf(view, p.Key); t != "" {
 			d.refused[t] = append(d.refused[t], p)
 		}
 	}
+	d.g.log.Info("rules checked", "database", d.name, "tables", len(view.Tables), "errors", errs)
 }
 
 // check runs rules.Check on one of the pool's connections.

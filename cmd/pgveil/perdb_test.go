@@ -293,3 +293,74 @@ func poll(t *testing.T, fn func() error) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestCommandsNameTheirDatabase: --database picks the database whatever
+// the connection string names, its rules are that database's, and each
+// command says which database it worked on.
+func TestCommandsNameTheirDatabase(t *testing.T) {
+	resetPerDBs(t)
+	path := writeCheckConfig(t, `roles:
+  unmasked: [postgres]
+  anonymize: [dpo]
+tables:
+  public.customers:
+    key: id
+    anonymized_marker: anonymized_at
+    columns:
+      email: {mask: email, anonymize: random_email}
+databases:
+  `+perDBA+`:
+    tables:
+      public.orders:
+        key: id
+        columns:
+          amount: {mask: redact}
+  `+perDBPlain+`:
+    tables:
+      public.customers:
+        key: id
+        columns:
+          email: {mask: email}
+`)
+	dsn := db.DSN("postgres", "", "postgres")
+	code, stdout, _ := runCommand(t, "check", "--config", path, "--dsn", dsn, "--database", perDBB)
+	if code != 0 || !strings.Contains(stdout, "the rules fit database "+perDBB+" at ") {
+		t.Errorf("check --database %s: exit %d, %q", perDBB, code, stdout)
+	}
+	code, stdout, _ = runCommand(t, "check", "--config", path, "--dsn", dsn, "--all-databases")
+	if code != 1 || !strings.Contains(stdout, "the rules fit database "+perDBA+" at ") ||
+		!strings.Contains(stdout, "databases."+perDBPlain+".tables.public.customers: ") ||
+		!strings.Contains(stdout, "1 error, 0 warnings in "+path+" (database "+perDBPlain+" at ") {
+		t.Errorf("check --all-databases: exit %d, %q", code, stdout)
+	}
+	code, stdout, _ = runCommand(t, "guard", "--config", path, "--dsn", dsn, "--database", perDBB)
+	if code != 0 || !strings.Contains(stdout, "guarded public.customers") || !strings.Contains(stdout, "1 table guarded in database "+perDBB+" at ") {
+		t.Errorf("guard --database %s: exit %d, %q", perDBB, code, stdout)
+	}
+	code, stdout, _ = runCommand(t, "guard", "--config", path, "--dsn", dsn, "--database", perDBA)
+	if code != 0 || !strings.Contains(stdout, "0 tables guarded in database "+perDBA+" at ") {
+		t.Errorf("guard --database %s (no marker there): exit %d, %q", perDBA, code, stdout)
+	}
+	code, stdout, _ = runCommand(t, "explain", "--config", path, "--dsn", dsn, "--database", perDBA, "--role", "support", "SELECT amount, customer_id FROM orders")
+	if code != 0 || !strings.Contains(stdout, "database "+perDBA+"\n") || !strings.Contains(stdout, "public.orders.amount") {
+		t.Errorf("explain --database %s: exit %d, %q", perDBA, code, stdout)
+	}
+	code, stdout, _ = runCommand(t, "scan", "--dsn", dsn, "--database", perDBB, "--values", "0")
+	if code != 0 || !strings.Contains(stdout, "(database "+perDBB+" at ") || !strings.Contains(stdout, "email") {
+		t.Errorf("scan --database %s: exit %d, %q", perDBB, code, stdout)
+	}
+	code, stdout, _ = runCommand(t, "anonymize", "--config", path, "--dsn", dsn, "--database", perDBB, "--init-audit")
+	if code != 0 || !strings.Contains(stdout, "is ready in database "+perDBB+" at ") {
+		t.Errorf("anonymize --init-audit --database %s: exit %d, %q", perDBB, code, stdout)
+	}
+	if n := queryOne(t, connectDB(t, "postgres", perDBB), "SELECT (pg_catalog.to_regclass('pgveil.anonymize_log') IS NOT NULL)::text"); n != "true" {
+		t.Errorf("the audit log is not in %s", perDBB)
+	}
+	if code, _, stderr := runCommand(t, "check", "--config", path, "--database", "x", "--all-databases"); code != 2 || !strings.Contains(stderr, "exclude each other") {
+		t.Errorf("--database with --all-databases: exit %d, %q", code, stderr)
+	}
+	plain := writeCheckConfig(t, rulesYAML)
+	if code, _, stderr := runCommand(t, "guard", "--config", plain, "--all-databases"); code != 2 || !strings.Contains(stderr, "names no database under databases:") {
+		t.Errorf("--all-databases without databases: exit %d, %q", code, stderr)
+	}
+}
