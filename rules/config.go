@@ -5,6 +5,12 @@
 //
 // The package holds plain data. It knows nothing of sockets or SQL meaning;
 // masking and proxy receive a *Config built once in cmd/pgveil.
+//
+// The top-level tables apply in every database; a database named under
+// databases: has its own instead. Code that knows its database reads
+// Config.ForDatabase(name).Tables, a view built once at Parse, so that
+// everything downstream keeps reading Tables; problems found through a
+// view carry the file's key path (databases.NAME.tables...).
 package rules
 
 import (
