@@ -207,16 +207,10 @@ func (ex *explanation) rejected(err error) error {
 // anonymize explains an ANONYMIZE statement: the check of its WHERE for a
 // masked role, then the tables its plan changes.
 func (ex *explanation) anonymize(p policy, cfg *rules.Config, sql string, exec func(string) ([][]string, error)) error {
-	var err error
-	if p.s != nil {
-		p.schemas, p.db = p.s.SearchPath(), p.s.Database()
-	} else if p.schemas, err = currentSchemas(exec); err != nil {
+	if err := p.forAnonymize(ex.Database, exec); err != nil {
 		return err
 	}
-	if p.db == nil {
-		if p.db, err = p.g.UseDatabase(ex.Database); err != nil {
-			return err
-		}
+	if p.ownDB {
 		defer p.db.Release()
 	}
 	plan, err := p.planAnonymize(sql, func(check string) error {

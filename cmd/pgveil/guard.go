@@ -46,6 +46,18 @@ func (g guard) Open(info proxy.SessionInfo, exec func(string) ([][]string, error
 // path, and its database with the audit log there. When the log cannot be
 // made, the session opens anyway and its ANONYMIZE fails saying why.
 func (p *policy) openAnonymize(cfg *rules.Config, database string, exec func(string) ([][]string, error)) error {
+	if err := p.forAnonymize(database, exec); err != nil {
+		return err
+	}
+	p.mayAnonymize = true
+	p.auditErr = p.db.AuditLog(cfg.Roles.Anonymize)
+	return nil
+}
+
+// forAnonymize gives the policy what planning an ANONYMIZE needs: the
+// search path and the database, taken (ownDB) when the masked session
+// does not hold it already.
+func (p *policy) forAnonymize(database string, exec func(string) ([][]string, error)) error {
 	var err error
 	if p.s != nil {
 		p.schemas, p.db = p.s.SearchPath(), p.s.Database()
@@ -58,8 +70,6 @@ func (p *policy) openAnonymize(cfg *rules.Config, database string, exec func(str
 		}
 		p.ownDB = true
 	}
-	p.mayAnonymize = true
-	p.auditErr = p.db.AuditLog(cfg.Roles.Anonymize)
 	return nil
 }
 
