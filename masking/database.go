@@ -125,6 +125,19 @@ func (g *Guard) closeIdle(now time.Time) {
 	}
 }
 
+// DatabaseCounts returns how many databases the guard has open, and how
+// many of them sessions hold (for metrics).
+func (g *Guard) DatabaseCounts() (open, held int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, d := range g.dbs {
+		if d.sessions > 0 {
+			held++
+		}
+	}
+	return len(g.dbs), held
+}
+
 // OpenDatabases lists the databases the guard has open, sorted.
 func (g *Guard) OpenDatabases() []string {
 	g.mu.Lock()

@@ -364,3 +364,38 @@ databases:
 		t.Errorf("--all-databases without databases: exit %d, %q", code, stderr)
 	}
 }
+
+// TestSessionsReleaseTheirDatabase: a session's database is held while it
+// runs and released when it ends, on every relay path.
+func TestSessionsReleaseTheirDatabase(t *testing.T) {
+	resetPerDBs(t)
+	p := startProxyRules(t, rulesYAML, "")
+	held := func(want int) {
+		t.Helper()
+		err := poll(t, func() error {
+			if _, n := p.guard.DatabaseCounts(); n != want {
+				return fmt.Errorf("%d databases in use, want %d", n, want)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := pgx.Connect(testCtx(t), proxyDSN(p.addr, "support", perDBA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := pgx.Connect(testCtx(t), proxyDSN(p.addr, "dpo", perDBB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	queryOne(t, a, "SELECT email FROM customers WHERE id = 1")
+	held(2)
+	a.Close(testCtx(t))
+	b.Close(testCtx(t))
+	held(0)
+	if open, _ := p.guard.DatabaseCounts(); open != 2 {
+		t.Errorf("%d databases open, want 2 (kept until idle)", open)
+	}
+}
