@@ -1,6 +1,7 @@
 # pgveil: build, test and benchmark.
 # Needs Go, gcc (cgo for the SQL parser) and PostgreSQL server binaries
-# (Debian: apt-get install -y postgresql; PgBouncer for `make bench`: pgbouncer).
+# (Debian: apt-get install -y postgresql; PgBouncer for `make bench`: pgbouncer;
+# for the tests also haproxy, default-jdk-headless and libpostgresql-jdbc-java).
 
 GO        ?= go
 BIN       := bin/pgveil

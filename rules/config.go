@@ -84,7 +84,9 @@ type Roles struct {
 
 // Table declares the PII columns of one table (schema-qualified name).
 type Table struct {
-	Key              string             `yaml:"key"`
+	// Key names the column, or the columns, whose values tell one row
+	// from every other: key: id, or key: [id, started_at].
+	Key              Columns            `yaml:"key"`
 	AnonymizedMarker string             `yaml:"anonymized_marker"`
 	Parent           *Parent            `yaml:"parent"`
 	OnAnonymize      string             `yaml:"on_anonymize"` // anonymize (default) or delete
@@ -92,9 +94,11 @@ type Table struct {
 }
 
 // Parent links a child table to the table whose anonymization cascades to it.
+// Via names the child's columns that hold the parent's key, as many and
+// in the same order as the parent's key columns.
 type Parent struct {
-	Table string `yaml:"table"`
-	Via   string `yaml:"via"`
+	Table string  `yaml:"table"`
+	Via   Columns `yaml:"via"`
 }
 
 // Column is one PII column.

@@ -137,13 +137,13 @@ type field[T any] struct {
 }
 
 var tableFields = []field[*Table]{
-	{"key", func(t *Table) string { return t.Key }},
+	{"key", func(t *Table) string { return t.Key.String() }},
 	{"anonymized_marker", func(t *Table) string { return t.AnonymizedMarker }},
 	{"parent", func(t *Table) string {
 		if t.Parent == nil {
 			return ""
 		}
-		return t.Parent.Table + " via " + t.Parent.Via
+		return t.Parent.Table + " via " + t.Parent.Via.String()
 	}},
 	{"on_anonymize", func(t *Table) string { return t.OnAnonymize }},
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -169,11 +167,11 @@ func anonymizeKeys(ctx context.Context, opts anonymizeOptions, stdout, stderr io
 	if err := checkAnonymizer(ctx, conn, cfg); err != nil {
 		return err
 	}
-	plan, err := keysPlan(ctx, conn, cfg, opts.table)
+	plan, key, err := keysPlan(ctx, conn, cfg, opts.table)
 	if err != nil {
 		return err
 	}
-	keys, err := readKeys(opts.keys, opts.column)
+	keys, err := readKeys(opts.keys, opts.column, key)
 	if err != nil {
 		return err
 	}
@@ -225,24 +223,53 @@ func checkAnonymizer(ctx context.Context, conn *pgx.Conn, cfg *rules.Config) err
 	return nil
 }
 
-// keysPlan plans ANONYMIZE table WHERE key = ANY($1) for the named table.
-func keysPlan(ctx context.Context, conn *pgx.Conn, cfg *rules.Config, table string) (*anonymize.Plan, error) {
+// keysPlan plans ANONYMIZE table WHERE key = ANY($1) for the named table
+// (for a composite key, WHERE (k1, k2) IN the rows of $1, $2), and
+// returns it with the key's columns.
+func keysPlan(ctx context.Context, conn *pgx.Conn, cfg *rules.Config, table string) (*anonymize.Plan, rules.Columns, error) {
 	var schemas []string
 	if err := conn.QueryRow(ctx, "SELECT pg_catalog.current_schemas(false)::text[]").Scan(&schemas); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	name, t := findTable(cfg, table, schemas)
-	if t == nil || t.Key == "" {
-		return nil, fmt.Errorf("table %s is not declared in the rules with a key (searched: %s)", table, strings.Join(candidates(table, schemas), ", "))
+	if t == nil || len(t.Key) == 0 {
+		return nil, nil, fmt.Errorf("table %s is not declared in the rules with a key (searched: %s)", table, strings.Join(candidates(table, schemas), ", "))
 	}
-	schema, rel, _ := strings.Cut(name, ".")
-	sql := fmt.Sprintf("ANONYMIZE %s WHERE %s = ANY($1)", pgx.Identifier{schema, rel}.Sanitize(), pgx.Identifier{t.Key}.Sanitize())
-	st, err := anonymize.Parse(sql)
+	st, err := anonymize.Parse(keysStatement(name, t.Key))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return st.Plan(cfg, nil, 1)
+	plan, err := st.Plan(cfg, nil, len(t.Key))
+	return plan, t.Key, err
 }
+
+// keysStatement writes the ANONYMIZE statement of a batch of keys: one
+// text array parameter per key column, each value converted to its
+// column's type through the table's row type, so that a key of any type
+// (a timestamp, say) compares as the column does.
+func keysStatement(table string, key rules.Columns) string {
+	schema, rel, _ := strings.Cut(table, ".")
+	qt := pgx.Identifier{schema, rel}.Sanitize()
+	if len(key) == 1 {
+		return fmt.Sprintf("ANONYMIZE %s WHERE %s = ANY($1)", qt, pgx.Identifier{key[0]}.Sanitize())
+	}
+	var cols, arrays, us, pairs, outs []string
+	for i, c := range key {
+		q := pgx.Identifier{c}.Sanitize()
+		cols = append(cols, q)
+		arrays = append(arrays, fmt.Sprintf("pg_catalog.unnest($%d::text[])", i+1))
+		us = append(us, fmt.Sprintf("c%d", i+1))
+		pairs = append(pairs, fmt.Sprintf("%s::text, u.c%d", quoteSQL(c), i+1))
+		outs = append(outs, "r."+q)
+	}
+	return fmt.Sprintf("ANONYMIZE %s WHERE (%s) IN (SELECT %s FROM ROWS FROM (%s) AS u(%s), "+
+		"pg_catalog.jsonb_populate_record(NULL::%s, pg_catalog.jsonb_build_object(%s)) AS r)",
+		qt, strings.Join(cols, ", "), strings.Join(outs, ", "), strings.Join(arrays, ", "), strings.Join(us, ", "),
+		qt, strings.Join(pairs, ", "))
+}
+
+// quoteSQL quotes a string constant.
+func quoteSQL(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // findTable finds a table of the rules by its qualified name, or by its
 // name alone in the first schema of the search_path that declares it.
@@ -267,87 +294,6 @@ func candidates(table string, schemas []string) []string {
 	return names
 }
 
-// readKeys reads the keys file: one key per line, or the column of a CSV
-// file with a header. Empty and repeated keys are skipped.
-func readKeys(path, column string) ([]string, error) {
-	f := os.Stdin
-	if path != "-" {
-		var err error
-		if f, err = os.Open(path); err != nil {
-			return nil, err
-		}
-		defer f.Close()
-	}
-	var keys []string
-	var err error
-	if column == "" {
-		keys, err = readKeyLines(f)
-	} else {
-		keys, err = readKeyColumn(f, column)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return uniqueKeys(keys), nil
-}
-
-// readKeyLines reads one key per line.
-func readKeyLines(r io.Reader) ([]string, error) {
-	var keys []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for sc.Scan() {
-		keys = append(keys, strings.TrimSpace(sc.Text()))
-	}
-	return keys, sc.Err()
-}
-
-// readKeyColumn reads the named column of a CSV file with a header line.
-func readKeyColumn(r io.Reader, column string) ([]string, error) {
-	cr := csv.NewReader(r)
-	cr.FieldsPerRecord = -1
-	cr.ReuseRecord = true
-	header, err := cr.Read()
-	if err != nil {
-		return nil, fmt.Errorf("reading the CSV header: %w", err)
-	}
-	idx := -1
-	for i, h := range header {
-		if strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")) == column {
-			idx = i
-		}
-	}
-	if idx < 0 {
-		return nil, fmt.Errorf("no column %q in the CSV header", column)
-	}
-	var keys []string
-	for {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			return keys, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if idx < len(rec) {
-			keys = append(keys, strings.TrimSpace(rec[idx]))
-		}
-	}
-}
-
-// uniqueKeys drops empty and repeated keys, keeping the first order.
-func uniqueKeys(keys []string) []string {
-	seen := make(map[string]bool, len(keys))
-	out := keys[:0]
-	for _, k := range keys {
-		if k != "" && !seen[k] {
-			seen[k] = true
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
 // keysSummary adds up the reports of the batches.
 type keysSummary struct {
 	tables  []string          // the tables of the cascade, in plan order
@@ -360,7 +306,7 @@ type keysSummary struct {
 
 // runBatches anonymizes the keys batch by batch and prints the summary,
 // also after a failure (for the batches done, which it returns).
-func runBatches(ctx context.Context, conn *pgx.Conn, plan *anonymize.Plan, keys []string, size int,
+func runBatches(ctx context.Context, conn *pgx.Conn, plan *anonymize.Plan, keys []keyRow, size int,
 	stdout, stderr io.Writer) (*keysSummary, error) {
 	sum := &keysSummary{actions: map[string]string{}, rows: map[string]int64{}}
 	prog := newProgress(stderr, "pgveil anonymize", len(keys), "keys")
@@ -382,8 +328,8 @@ func runBatches(ctx context.Context, conn *pgx.Conn, plan *anonymize.Plan, keys 
 
 // runBatch runs the plan's report statement for one batch, in its own
 // transaction, and adds its rows to the summary.
-func runBatch(ctx context.Context, conn *pgx.Conn, plan *anonymize.Plan, batch []string, sum *keysSummary) error {
-	params := [][]byte{[]byte(arrayLiteral(batch))}
+func runBatch(ctx context.Context, conn *pgx.Conn, plan *anonymize.Plan, batch []keyRow, sum *keysSummary) error {
+	params := keyArrays(batch)
 	for _, p := range plan.Params {
 		params = append(params, []byte(p))
 	}
@@ -442,28 +388,6 @@ func (s *keysSummary) print(w io.Writer, plan *anonymize.Plan, took time.Duratio
 	if s.actions[root] != "" {
 		fmt.Fprintf(w, "  keys found but anonymized before: %d\n", s.matched-s.rows[root])
 	}
-}
-
-// arrayLiteral writes keys as a PostgreSQL array in text format, every
-// element quoted, so that it suits a key of any type.
-func arrayLiteral(keys []string) string {
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('"')
-		for j := 0; j < len(k); j++ {
-			if k[j] == '"' || k[j] == '\\' {
-				b.WriteByte('\\')
-			}
-			b.WriteByte(k[j])
-		}
-		b.WriteByte('"')
-	}
-	b.WriteByte('}')
-	return b.String()
 }
 
 // progress reports how far a run is on standard error: a bar redrawn in
