@@ -92,6 +92,7 @@ func Check(ctx context.Context, cfg *Config, conn *pgx.Conn) (problems []Problem
 	for i := range c.problems {
 		c.problems[i].File = cfg.Path
 	}
+	cfg.scoped(c.problems)
 	sort.SliceStable(c.problems, func(i, j int) bool {
 		a, b := c.problems[i], c.problems[j]
 		if a.Key != b.Key {

@@ -10,6 +10,12 @@
 //
 // The package holds plain data. It knows nothing of sockets or SQL meaning;
 // masking and proxy receive a *Config built once in cmd/pgveil.
+//
+// The top-level tables apply in every database; a database named under
+// databases: has its own instead. Code that knows its database reads
+// Config.ForDatabase(name).Tables, a view built once at Parse, so that
+// everything downstream keeps reading Tables; problems found through a
+// view carry the file's key path (databases.NAME.tables...).
 package rules
 
 import (
@@ -44,8 +50,9 @@ type Config struct {
 	UpstreamTLSCA   string   `yaml:"upstream_tls_ca"`
 	MaxMessageSize  int64    `yaml:"max_message_size"`
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
-	// AuditConfig appends every change of the rules to pgveil.config_log.
-	AuditConfig bool `yaml:"audit_config"`
+	// AuditConfig appends every change of the rules to pgveil.config_log,
+	// in the database it names (see AuditConfig).
+	AuditConfig AuditConfig `yaml:"audit_config"`
 	// PeerID and Peers let several instances behind one TCP load balancer
 	// pass cancel requests to each other: PeerID is this instance's id (0
 	// or absent: peering off), Peers every instance's id and host:port.
@@ -55,6 +62,12 @@ type Config struct {
 	Roles          Roles             `yaml:"roles"`
 	Tables         map[string]*Table `yaml:"tables"`
 	AllowFunctions []string          `yaml:"allow_functions"`
+	// Databases gives a database its own tables instead of Tables (see
+	// ForDatabase).
+	Databases map[string]*Database `yaml:"databases"`
+
+	views map[string]*Config // by database, built by Parse (databases.go)
+	scope string             // the database of a view; "" for the file's own
 }
 
 // TLS is the certificate the proxy presents to clients that ask for SSL.
@@ -171,6 +184,7 @@ func Parse(data []byte) (*Config, error) {
 		return nil, cleanYAMLError(data, err)
 	}
 	cfg.setDefaults()
+	cfg.buildViews()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -187,7 +201,16 @@ func (c *Config) setDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = Duration(30 * time.Second)
 	}
-	for _, t := range c.Tables {
+	defaultOnAnonymize(c.Tables)
+	for _, d := range c.Databases {
+		if d != nil {
+			defaultOnAnonymize(d.Tables)
+		}
+	}
+}
+
+func defaultOnAnonymize(tables map[string]*Table) {
+	for _, t := range tables {
 		if t != nil && t.OnAnonymize == "" {
 			t.OnAnonymize = "anonymize"
 		}

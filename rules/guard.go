@@ -254,6 +254,9 @@ func CheckGuards(ctx context.Context, cfg *Config, conn *pgx.Conn) ([]Problem, e
 		problems = append(problems, Problem{Key: key, Message: fmt.Sprintf(format, a...), Warning: true, File: cfg.Path})
 	}
 	run := "run pgveil guard --config " + configPath(cfg)
+	if cfg.scope != "" {
+		run += " --database " + cfg.scope
+	}
 	for _, g := range Guards(cfg) {
 		key := "tables." + g.Table + ".anonymized_marker"
 		have, ok := byName[g.Table+"\x00"+g.Name]
@@ -278,6 +281,7 @@ func CheckGuards(ctx context.Context, cfg *Config, conn *pgx.Conn) ([]Problem, e
 	for _, g := range byName {
 		warn("tables."+g.Table, "a guard trigger %s is installed, but the rules declare no anonymized_marker for %s; %s to remove it", g.Name, g.Table, run)
 	}
+	cfg.scoped(problems)
 	sort.SliceStable(problems, func(i, j int) bool { return problems[i].Key < problems[j].Key })
 	return problems, nil
 }

@@ -33,6 +33,7 @@ func (c *Config) validate() error {
 	for _, name := range sortedKeys(c.Tables) {
 		c.validateTable(add, name, c.Tables[name])
 	}
+	c.validateDatabases(add)
 	return errors.Join(errs...)
 }
 
@@ -77,7 +78,7 @@ func checkAddr(add func(string, string, ...any), key, v string, required bool) {
 }
 
 func (c *Config) validateTable(add func(string, string, ...any), name string, t *Table) {
-	key := "tables." + name
+	key := c.tablesKey() + "." + name
 	if t == nil {
 		add(key, "empty table entry")
 		return
@@ -105,7 +106,7 @@ func (c *Config) validateParent(add func(string, string, ...any), key string, p 
 	}
 	pt, ok := c.Tables[p.Table]
 	if !ok {
-		add(key+".table", "%s is not declared under tables", p.Table)
+		add(key+".table", "%s is not declared under %s", p.Table, c.tablesKey())
 		return
 	}
 	if pt != nil && len(pt.Key) > 0 && len(pt.Key) != len(p.Via) {

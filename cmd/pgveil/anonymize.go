@@ -19,8 +19,8 @@ import (
 )
 
 const anonymizeUsage = `Usage: pgveil anonymize --config FILE --table TABLE --keys FILE [--column NAME]
-                        [--dsn URL] [--batch N] [--no-vacuum | --rewrite [--yes]]
-       pgveil anonymize --config FILE --init-audit [--dsn URL]
+                        [--dsn URL] [--database NAME] [--batch N] [--no-vacuum | --rewrite [--yes]]
+       pgveil anonymize --config FILE --init-audit [--dsn URL] [--database NAME]
 
 Anonymizes the rows of TABLE whose key is listed in the keys file, as
 ANONYMIZE TABLE WHERE key = ANY(keys) does through the proxy: every column
@@ -42,7 +42,9 @@ The connection runs as the person responsible, whose login role must be in
 roles.anonymize: --dsn when given, else the libpq environment (PGHOST,
 PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, PGSERVICE, ~/.pgpass)
 with the file's upstream as the host when PGHOST is unset. admin_dsn is not
-used.
+used. --database NAME connects to NAME whatever they name; the rules are
+that database's (its own under databases:, else the top-level tables), and
+the summary names it.
 
 An UPDATE leaves the old values in dead row versions (heap, TOAST,
 indexes), and ANALYZE's samples of them in pg_statistic. So once its
@@ -66,7 +68,9 @@ which the command therefore runs only with --yes: without it, it stops
 before anonymizing anything. What neither reaches (WAL, backups, replicas,
 server logs, free file system blocks): see the README.
 
-The audit log must exist: the proxy creates it when it starts. --init-audit
+The audit log must exist: the proxy creates it in a database when it
+starts (databases under databases: and the admin connection's) or when a
+role of roles.anonymize first connects to it through the proxy. --init-audit
 creates it instead (run it as a role that may create a schema) and grants
 INSERT on it to the roles of roles.anonymize; with --table it then goes on.
 
@@ -80,6 +84,7 @@ Flags:`
 // anonymizeOptions are the flags of pgveil anonymize.
 type anonymizeOptions struct {
 	config, table, keys, column, dsn string
+	database                         string
 	batch                            int
 	initAudit                        bool
 	noVacuum, rewrite, yes           bool // the cleanup after the batches
@@ -111,6 +116,7 @@ func parseAnonymizeFlags(args []string, stderr io.Writer) (opts anonymizeOptions
 	fs.StringVar(&opts.keys, "keys", "", "file of keys, one per line, or CSV with --column (- for standard input)")
 	fs.StringVar(&opts.column, "column", "", "the CSV column holding the keys (the file then has a header line)")
 	fs.StringVar(&opts.dsn, "dsn", "", "connection `URL` or keyword/value string (default: the libpq environment)")
+	fs.StringVar(&opts.database, "database", "", "the database to work on, whatever the connection string names (default: the one it names)")
 	fs.IntVar(&opts.batch, "batch", 10000, "keys per transaction")
 	fs.BoolVar(&opts.initAudit, "init-audit", false, "create the audit log pgveil.anonymize_log when absent")
 	fs.BoolVar(&opts.noVacuum, "no-vacuum", false, "do not VACUUM (ANALYZE) the changed tables after the batches")
@@ -147,11 +153,12 @@ func anonymizeKeys(ctx context.Context, opts anonymizeOptions, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	conn, err := anonymizeConnect(ctx, cfg, opts.dsn)
+	conn, err := anonymizeConnect(ctx, cfg, opts.dsn, opts.database)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
+	cfg = cfg.ForDatabase(connDatabase(conn))
 	if opts.initAudit {
 		if err := initAuditLog(ctx, conn, cfg, stdout); err != nil || opts.table == "" {
 			return err
@@ -178,10 +185,10 @@ func anonymizeKeys(ctx context.Context, opts anonymizeOptions, stdout, stderr io
 
 // anonymizeConnect connects as pgveil check does, but never with the
 // proxy's admin_dsn: ANONYMIZE runs as the person responsible.
-func anonymizeConnect(ctx context.Context, cfg *rules.Config, dsn string) (*pgx.Conn, error) {
+func anonymizeConnect(ctx context.Context, cfg *rules.Config, dsn, database string) (*pgx.Conn, error) {
 	own := *cfg
 	own.AdminDSN = ""
-	return adminConnect(ctx, &own, dsn)
+	return adminConnectDB(ctx, &own, dsn, database)
 }
 
 // initAuditLog creates the audit log when absent.
@@ -209,8 +216,9 @@ func checkAnonymizer(ctx context.Context, conn *pgx.Conn, cfg *rules.Config) err
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("the audit log %s does not exist in %s: start the proxy once (it creates it), or run pgveil anonymize --init-audit --config %s as a role that may create a schema",
-			anonymize.AuditTable, connectedTo(conn), cfg.Path)
+		return fmt.Errorf("the audit log %s does not exist in %s: connect to it through the proxy once as a role of roles.anonymize (the proxy creates it), "+
+			"or run pgveil anonymize --init-audit --config %s --database %s as a role that may create a schema",
+			anonymize.AuditTable, connectedTo(conn), cfg.Path, connDatabase(conn))
 	}
 	return nil
 }
@@ -311,7 +319,7 @@ func runBatches(ctx context.Context, conn *pgx.Conn, plan *anonymize.Plan, keys 
 		}
 	}
 	prog.finish()
-	sum.print(stdout, plan, time.Since(start))
+	sum.print(stdout, plan, time.Since(start), connectedTo(conn))
 	if err != nil {
 		return sum, fmt.Errorf("batch %d failed and changed nothing (%d keys before it were done): %w", sum.batches+1, sum.keys, err)
 	}
@@ -358,13 +366,13 @@ func (s *keysSummary) add(table, action string, n int64) {
 }
 
 // print writes the summary.
-func (s *keysSummary) print(w io.Writer, plan *anonymize.Plan, took time.Duration) {
+func (s *keysSummary) print(w io.Writer, plan *anonymize.Plan, took time.Duration, target string) {
 	root := plan.Tables[0]
 	batches := fmt.Sprintf("%d batches", s.batches)
 	if s.batches == 1 {
 		batches = "1 batch"
 	}
-	fmt.Fprintf(w, "pgveil anonymize: %s, %s in %s, %.2fs\n", root, count(s.keys, "key"), batches, took.Seconds())
+	fmt.Fprintf(w, "pgveil anonymize: %s, %s in %s, %.2fs, %s\n", root, count(s.keys, "key"), batches, took.Seconds(), target)
 	width := 0
 	for _, t := range s.tables {
 		width = max(width, len(t))
