@@ -1,7 +1,6 @@
 package rules
 
 import (
-
 	"go.yaml.in/yaml/v3"
 )
 
