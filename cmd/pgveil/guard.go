@@ -177,7 +177,11 @@ func (p policy) planAnonymize(sql string, check func(string) error) (*anonymize.
 			return nil, fmt.Errorf("pgveil: the WHERE clause of ANONYMIZE cannot be checked: %w", err)
 		}
 	}
-	return st.Plan(p.g.Config(), p.schemas, 0)
+	schemas := p.schemas
+	if p.s != nil {
+		schemas = p.s.SearchPath() // as the session follows it
+	}
+	return st.Plan(p.g.Config(), schemas, 0)
 }
 
 // whereCheck turns "[EXPLAIN] ANONYMIZE t WHERE ..." into "SELECT 1 FROM t
@@ -253,6 +257,24 @@ func (p policy) ScrubErrors(q proxy.Query, stmt int) bool {
 		return p.s != nil // a statement nobody analysed may read anything
 	}
 	return false
+}
+
+func (p policy) Ready(status byte, failed bool) {
+	if p.s != nil {
+		p.s.Ready(status, failed)
+	}
+}
+
+func (p policy) Barrier(q proxy.Query) bool {
+	a, ok := q.(analysis)
+	return ok && p.s.Barrier(a.a)
+}
+
+func (p policy) Bindable(q proxy.Query) error {
+	if a, ok := q.(analysis); ok {
+		return p.s.Bindable(a.a)
+	}
+	return nil
 }
 
 func (p policy) Close() {}
