@@ -65,6 +65,8 @@ type analyzer struct {
 	// settingsCall one whose setting is settingsName (searchpath.go).
 	pathCall, settingsCall *pg.FuncCall
 	settingsName           string
+	// top is the top-level statement being analysed.
+	top *pg.Node
 }
 
 // maxSteps bounds the work of one analysis. Nested recursive queries are
@@ -107,6 +109,7 @@ func newStmtState() *stmtState {
 
 func (a *analyzer) topStatement(n *pg.Node) StatementPlan {
 	a.st = newStmtState()
+	a.top = n
 	sp := a.statement(n)
 	sp.ReadsPII = len(a.st.reads) > 0 || a.st.unseen
 	sp.Origins = a.st.originList()

@@ -159,7 +159,7 @@ func (a *analyzer) explain(e *pg.ExplainStmt) StatementPlan {
 func (a *analyzer) setStmt(s *pg.VariableSetStmt) StatementPlan {
 	a.checkSetting(s)
 	if strings.EqualFold(s.GetName(), "search_path") {
-		a.st.path = a.checkPathSet(s)
+		a.pathSetStmt(s)
 	}
 	a.values(s.GetArgs(), newScope(nil))
 	switch s.GetKind() {

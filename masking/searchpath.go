@@ -204,10 +204,10 @@ func (a *analyzer) checkPathSet(s *pg.VariableSetStmt) pathKind {
 		return pathReset
 	case pg.VariableSetKind_VAR_SET_VALUE:
 	default:
-		a.refuse("this form of SET search_path", "")
+		a.refuseAs(ReasonIdentity, "this form of SET search_path", "")
 	}
 	if _, err := setArgNames(s); err != nil {
-		a.refuse("SET search_path to something other than names", "")
+		a.refuseAs(ReasonIdentity, "SET search_path to something other than names", "")
 	}
 	if local {
 		return pathLocal
@@ -376,5 +376,25 @@ func (a *analyzer) pathSetConfig(fc *pg.FuncCall) {
 	a.st.path = pathSet
 	if local {
 		a.st.path = pathLocal
+	}
+}
+
+// roleSetting reports whether s is the setting of an ALTER ROLE or ALTER
+// DATABASE ... SET: it applies from the next login, which reads it.
+func roleSetting(top *pg.Node, s *pg.VariableSetStmt) bool {
+	return s == top.GetAlterRoleSetStmt().GetSetstmt() || s == top.GetAlterDatabaseSetStmt().GetSetstmt()
+}
+
+// pathSetStmt follows SET search_path. The same statement in a function's
+// SET clause is refused: the function's body would resolve names through
+// a path the analyser did not see it with. In ALTER ROLE or DATABASE it
+// changes nothing now.
+func (a *analyzer) pathSetStmt(s *pg.VariableSetStmt) {
+	switch {
+	case roleSetting(a.top, s):
+	case s != a.top.GetVariableSetStmt():
+		a.refuseAs(ReasonIdentity, "SET search_path of a function", "schema-qualify the names in its body instead")
+	default:
+		a.st.path = a.checkPathSet(s)
 	}
 }
