@@ -88,7 +88,6 @@ func cached[V any](cache *expirable.LRU[string, V], role string, schemas []strin
 
 const relationSQL = `
 SELECT c.oid, n.nspname, c.relname, c.relkind::text,
-       CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END,
        ARRAY(WITH RECURSIVE anc(oid) AS (
                SELECT i.inhparent FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid
                UNION SELECT i.inhparent FROM pg_catalog.pg_inherits i JOIN anc ON i.inhrelid = anc.oid)
@@ -110,10 +109,9 @@ func (c *dbCatalog) readRelation(role string, schemas []string, name string) (*R
 	var (
 		rel       Relation
 		kind      string
-		viewSQL   *string
 		ancestors []string
 	)
-	err := c.pool.QueryRow(ctx, relationSQL, name, schemas, role).Scan(&rel.OID, &rel.Schema, &rel.Name, &kind, &viewSQL, &ancestors)
+	err := c.pool.QueryRow(ctx, relationSQL, name, schemas, role).Scan(&rel.OID, &rel.Schema, &rel.Name, &kind, &ancestors)
 	if err != nil {
 		if strings.Contains(err.Error(), "no rows") {
 			return nil, nil
@@ -121,13 +119,31 @@ func (c *dbCatalog) readRelation(role string, schemas []string, name string) (*R
 		return nil, fmt.Errorf("pgveil: reading the catalog for %s: %w", name, err)
 	}
 	rel.Kind = kind[0]
-	if viewSQL != nil {
-		rel.ViewSQL = *viewSQL
+	if rel.Kind == 'v' || rel.Kind == 'm' {
+		if rel.ViewSQL, err = c.viewDefinition(ctx, rel.OID); err != nil {
+			return nil, fmt.Errorf("pgveil: reading the definition of view %s.%s: %w", rel.Schema, rel.Name, err)
+		}
 	}
 	if err := c.readColumns(ctx, &rel); err != nil {
 		return nil, err
 	}
 	return &rel, c.applyRules(&rel, ancestors)
+}
+
+// viewDefinition reads a view's definition with every name outside
+// pg_catalog schema-qualified: pg_get_viewdef leaves out the schemas on
+// its connection's search_path, and the analyser reads the text through
+// a path of pg_catalog alone (sessionCatalog.ForViews), whatever the
+// session's path is.
+func (c *dbCatalog) viewDefinition(ctx context.Context, oid uint32) (string, error) {
+	var def string
+	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL search_path = ''"); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, "SELECT pg_catalog.pg_get_viewdef($1::pg_catalog.oid)", oid).Scan(&def)
+	})
+	return def, err
 }
 
 func (c *dbCatalog) readColumns(ctx context.Context, rel *Relation) error {
@@ -254,6 +270,12 @@ func (s *sessionCatalog) schemas(schema string) (string, []string) {
 func (s *sessionCatalog) Relation(schema, name string) (*Relation, error) {
 	role, schemas := s.schemas(schema)
 	return s.db.relation(role, schemas, name)
+}
+
+// ForViews returns the catalog view definitions are read through: names
+// as viewDefinition wrote them, unqualified only in pg_catalog.
+func (s *sessionCatalog) ForViews() Catalog {
+	return &sessionCatalog{db: s.db, path: []string{"pg_catalog"}}
 }
 
 // Function implements Catalog.

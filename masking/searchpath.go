@@ -398,3 +398,10 @@ func (a *analyzer) pathSetStmt(s *pg.VariableSetStmt) {
 		a.st.path = a.checkPathSet(s)
 	}
 }
+
+// viewCatalog is a Catalog that reads view definitions through another
+// path than the session's: a view's names were resolved when it was
+// created, and its definition text names them for one fixed path.
+type viewCatalog interface {
+	ForViews() Catalog
+}

@@ -360,6 +360,14 @@ type recordingCatalog struct {
 	rels map[uint32]bool
 }
 
+// ForViews implements viewCatalog, recording what views read too.
+func (r *recordingCatalog) ForViews() Catalog {
+	if v, ok := r.Catalog.(viewCatalog); ok {
+		return &recordingCatalog{Catalog: v.ForViews(), rels: r.rels}
+	}
+	return r
+}
+
 func (r *recordingCatalog) Relation(schema, name string) (*Relation, error) {
 	rel, err := r.Catalog.Relation(schema, name)
 	if rel != nil {

@@ -17,6 +17,7 @@ import (
 
 const pathSchemaSQL = `
 DROP SCHEMA IF EXISTS sp_a, sp_b, sp_c, sp_user CASCADE;
+DROP TABLE IF EXISTS public.sp_t CASCADE;
 DROP ROLE IF EXISTS sp_user;
 CREATE ROLE sp_user LOGIN;
 CREATE SCHEMA sp_a; CREATE SCHEMA sp_b; CREATE SCHEMA sp_c; CREATE SCHEMA sp_user;
@@ -27,6 +28,10 @@ CREATE TABLE sp_user.t (v text); INSERT INTO sp_user.t VALUES ('Plain-User');
 GRANT USAGE ON SCHEMA sp_a, sp_b, sp_user TO sp_user; -- none on sp_c: the server skips it
 GRANT SELECT ON ALL TABLES IN SCHEMA sp_a, sp_b, sp_c, sp_user TO sp_user;
 ALTER ROLE sp_user SET search_path = sp_a;
+CREATE TABLE public.sp_t (v text); INSERT INTO public.sp_t VALUES ('Secret-A');
+CREATE VIEW public.sp_view AS SELECT v FROM public.sp_t; -- pg_get_viewdef may print it unqualified
+CREATE TABLE sp_b.sp_t (v text); INSERT INTO sp_b.sp_t VALUES ('Plain-B');
+GRANT SELECT ON public.sp_t, public.sp_view, sp_b.sp_t TO sp_user;
 `
 
 const pathRules = `
@@ -34,6 +39,9 @@ roles:
   unmasked: [postgres]
 tables:
   sp_a.t:
+    columns:
+      v: {mask: redact}
+  public.sp_t:
     columns:
       v: {mask: redact}
 `
@@ -294,6 +302,14 @@ func TestSearchPathAttacks(t *testing.T) {
 		// The refusal failed the pipeline's implicit transaction, so the
 		// set_config was rolled back: the path is still sp_b.
 		comparePaths(t, mustDialPath(t, db.Addr(), "sp_b"), c, "the failed pipeline")
+	})
+	t.Run("view whose definition names a table the path now shadows", func(t *testing.T) {
+		c := mustDial(t, p.addr)
+		runStep(t, c, "SET search_path = sp_b, public", protoSimple)
+		r := runStep(t, c, "SELECT lower(v) FROM sp_view", protoSimple)
+		if strings.Contains(strings.ToLower(string(r.Raw)), pathSecret) || r.Err() != nil || len(r.Rows) != 1 {
+			t.Fatalf("the view reads public.sp_t: want it masked, got %s", r)
+		}
 	})
 	t.Run("set_config that may not run once", func(t *testing.T) {
 		c := mustDial(t, p.addr)
