@@ -60,7 +60,9 @@ func TestPathTracker(t *testing.T) {
 	type step func(*pathTracker)
 	set := func(v []string) step { return func(t *pathTracker) { t.set(pathSet, v) } }
 	local := func(v []string) step { return func(t *pathTracker) { t.set(pathLocal, v) } }
-	txn := func(k txnKind, name string) step { return func(t *pathTracker) { t.txn(txnOp{kind: k, savepoint: name}) } }
+	txn := func(k txnKind, name string) step {
+		return func(t *pathTracker) { t.txn(txnOp{kind: k, savepoint: name}) }
+	}
 	ready := func(status byte, failed bool) step { return func(t *pathTracker) { t.ready(status, failed) } }
 	for i, tc := range []struct {
 		steps []step
