@@ -513,13 +513,7 @@ func runAttack(t *testing.T, p *maskingProxy, a attack, proto string) {
 	}
 	run := func(sql string) *rawResult {
 		t.Helper()
-		var r *rawResult
-		var err error
-		if proto == protoSimple {
-			r, err = c.Simple(sql)
-		} else {
-			r, err = c.Extended(sql)
-		}
+		r, err := c.Run(sql, proto)
 		if err != nil {
 			t.Fatalf("%s: %v", sql, err)
 		}

@@ -97,14 +97,7 @@ func TestSearchPathFollowed(t *testing.T) {
 				continue // a text of several statements is simple-protocol only
 			}
 			t.Run(fmt.Sprintf("%d-%s", i, proto), func(t *testing.T) {
-				direct, err := rawDialOrFail(t, db.Addr(), nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				proxied, err := rawDialOrFail(t, p.addr, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
+				direct, proxied := dialBoth(t, p, nil)
 				comparePaths(t, direct, proxied, "login")
 				for _, step := range steps {
 					run := func(c *rawConn) *rawResult { return runStep(t, c, step, proto) }
@@ -121,27 +114,29 @@ func TestSearchPathFollowed(t *testing.T) {
 	}
 }
 
-func rawDialOrFail(t *testing.T, addr string, params map[string]string) (*rawConn, error) {
+// dialParams logs in as sp_user with startup parameters, or fails the test.
+func dialParams(t *testing.T, addr string, params map[string]string) *rawConn {
+	t.Helper()
 	c, e, err := rawDial(addr, "sp_user", params)
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
 	if e != nil {
-		return nil, fmt.Errorf("login: %s %s", e.Code, e.Message)
+		t.Fatalf("login: %s %s", e.Code, e.Message)
 	}
 	t.Cleanup(c.Close)
-	return c, nil
+	return c
+}
+
+// dialBoth logs in directly and through pgveil with the same parameters.
+func dialBoth(t *testing.T, p *maskingProxy, params map[string]string) (direct, proxied *rawConn) {
+	t.Helper()
+	return dialParams(t, db.Addr(), params), dialParams(t, p.addr, params)
 }
 
 func runStep(t *testing.T, c *rawConn, sql, proto string) *rawResult {
 	t.Helper()
-	var r *rawResult
-	var err error
-	if proto == protoExtended {
-		r, err = c.Extended(sql)
-	} else {
-		r, err = c.Simple(sql)
-	}
+	r, err := c.Run(sql, proto)
 	if err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
@@ -188,14 +183,7 @@ func TestSearchPathAtLogin(t *testing.T) {
 		{"search_path": "sp_b"},
 	} {
 		t.Run(fmt.Sprint(params), func(t *testing.T) {
-			direct, err := rawDialOrFail(t, db.Addr(), params)
-			if err != nil {
-				t.Fatal(err)
-			}
-			proxied, err := rawDialOrFail(t, p.addr, params)
-			if err != nil {
-				t.Fatal(err)
-			}
+			direct, proxied := dialBoth(t, p, params)
 			comparePaths(t, direct, proxied, "login")
 			for _, step := range []string{"SET search_path = sp_a", "RESET search_path"} {
 				runStep(t, direct, step, protoSimple)
@@ -205,10 +193,7 @@ func TestSearchPathAtLogin(t *testing.T) {
 		})
 	}
 	// ALTER ROLE ... SET applies from the next login, through pgveil too.
-	c, err := rawDialOrFail(t, p.addr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustDial(t, p.addr)
 	if r := runStep(t, c, "ALTER ROLE sp_user SET search_path = sp_b", protoSimple); r.Err() != nil {
 		t.Fatalf("ALTER ROLE: %s", r)
 	}
@@ -216,13 +201,7 @@ func TestSearchPathAtLogin(t *testing.T) {
 	comparePaths(t, mustDial(t, db.Addr()), mustDial(t, p.addr), "ALTER ROLE (next login)")
 }
 
-func mustDial(t *testing.T, addr string) *rawConn {
-	c, err := rawDialOrFail(t, addr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+func mustDial(t *testing.T, addr string) *rawConn { return dialParams(t, addr, nil) }
 
 // TestSearchPathAttacks: ways to make a name mean, when the server runs a
 // statement, another relation than the one the analyser checked.
@@ -246,20 +225,10 @@ func TestSearchPathAttacks(t *testing.T) {
 			t.Fatalf("Parse: %v %s", err, r)
 		}
 		runStep(t, c, "SET search_path = sp_a", protoSimple)
-		c.fe.SendBind(&pgproto3.Bind{PreparedStatement: "probe"})
-		c.fe.SendExecute(&pgproto3.Execute{})
-		c.fe.SendSync(&pgproto3.Sync{})
-		r, err := c.collect()
-		if err != nil {
-			t.Fatal(err)
-		}
-		refusedNoLeak(t, r, "Bind after the path changed")
+		refusedNoLeak(t, executeStatement(t, c, "probe"), "Bind after the path changed")
 		runStep(t, c, "SET search_path = sp_b", protoSimple) // back to the path it was prepared under
-		c.fe.SendBind(&pgproto3.Bind{PreparedStatement: "probe"})
-		c.fe.SendExecute(&pgproto3.Execute{})
-		c.fe.SendSync(&pgproto3.Sync{})
-		if r, err := c.collect(); err != nil || r.Err() != nil || len(r.Rows) != 1 || string(r.Rows[0][0]) != "plain-b" {
-			t.Fatalf("Bind under the path it was prepared under: %v %s", err, r)
+		if r := executeStatement(t, c, "probe"); r.Err() != nil || len(r.Rows) != 1 || string(r.Rows[0][0]) != "plain-b" {
+			t.Fatalf("Bind under the path it was prepared under: %s", r)
 		}
 	})
 	t.Run("SQL PREPARE under another path", func(t *testing.T) {
@@ -324,6 +293,19 @@ func TestSearchPathAttacks(t *testing.T) {
 		}
 		comparePaths(t, mustDialPath(t, db.Addr(), "sp_b"), c, "the refused set_config calls")
 	})
+}
+
+// executeStatement binds and runs a prepared statement.
+func executeStatement(t *testing.T, c *rawConn, name string) *rawResult {
+	t.Helper()
+	c.fe.SendBind(&pgproto3.Bind{PreparedStatement: name})
+	c.fe.SendExecute(&pgproto3.Execute{})
+	c.fe.SendSync(&pgproto3.Sync{})
+	r, err := c.collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // mustDialPath connects directly with a search_path set.
