@@ -153,30 +153,17 @@ func restoreDirect(t *testing.T, target, dump string) {
 func sameRowCounts(t *testing.T, src, dst *pgx.Conn) {
 	t.Helper()
 	const tables = `SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') ORDER BY 1`
-	names := column(t, src, tables)
-	if got := column(t, dst, tables); strings.Join(got, ",") != strings.Join(names, ",") {
+	names := queryStrings(t, src, tables)
+	if got := queryStrings(t, dst, tables); strings.Join(got, ",") != strings.Join(names, ",") {
 		t.Fatalf("tables: source %v, copy %v", names, got)
 	}
 	for _, name := range names {
 		q := "SELECT count(*)::text FROM " + pgx.Identifier{"public", name}.Sanitize()
-		want, got := column(t, src, q)[0], column(t, dst, q)[0]
+		want, got := queryStrings(t, src, q)[0], queryStrings(t, dst, q)[0]
 		if want != got || want == "0" {
 			t.Fatalf("%s: %s rows in the source, %s in the copy", name, want, got)
 		}
 	}
-}
-
-func column(t *testing.T, c *pgx.Conn, sql string) []string {
-	t.Helper()
-	rows, err := c.Query(testCtx(t), sql)
-	if err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return out
 }
 
 // sourcePII reads every protected value of the source, lower-cased.
@@ -184,7 +171,7 @@ func sourcePII(t *testing.T, src *pgx.Conn) []string {
 	var out []string
 	for _, col := range dumpPII {
 		table, name, _ := strings.Cut(col, ".")
-		out = append(out, column(t, src, fmt.Sprintf("SELECT lower(%s::text) FROM %s WHERE %s IS NOT NULL", name, table, name))...)
+		out = append(out, queryStrings(t, src, fmt.Sprintf("SELECT lower(%s::text) FROM %s WHERE %s IS NOT NULL", name, table, name))...)
 	}
 	if len(out) < 1000 {
 		t.Fatalf("only %d PII values in the source", len(out))
@@ -197,8 +184,8 @@ func sourcePII(t *testing.T, src *pgx.Conn) []string {
 func noSourcePII(t *testing.T, dst *pgx.Conn, pii []string) {
 	t.Helper()
 	var all bytes.Buffer
-	for _, name := range column(t, dst, `SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'`) {
-		for _, row := range column(t, dst, fmt.Sprintf("SELECT lower(t::text) FROM %s t", pgx.Identifier{"public", name}.Sanitize())) {
+	for _, name := range queryStrings(t, dst, `SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'`) {
+		for _, row := range queryStrings(t, dst, fmt.Sprintf("SELECT lower(t::text) FROM %s t", pgx.Identifier{"public", name}.Sanitize())) {
 			all.WriteString(row)
 			all.WriteByte('\n')
 		}
