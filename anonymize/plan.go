@@ -105,6 +105,9 @@ func (s *Statement) Plan(cfg *rules.Config, schemas []string, clientParams int) 
 	if err != nil {
 		return nil, err
 	}
+	if s.Schema == "" {
+		cond = "(" + cond + ") AND " + samePath(root, s.Table)
+	}
 	g := generator{targets: targets, alias: s.Alias, cond: cond, text: text}
 	p := &Plan{Params: mover.values, ClientParams: first, Explain: s.Explain, Table: root.name, Tables: g.changed()}
 	if s.Explain {
@@ -229,6 +232,21 @@ func keyRole(key rules.Columns) string {
 		return "the key"
 	}
 	return "part of the key " + key.Tuple()
+}
+
+// samePath writes a condition, for an unqualified table name, that is
+// true when the session's search_path still finds the table the rules
+// were applied to, and that fails the statement otherwise (a session may
+// have changed its search_path since the proxy last read it, so that the
+// name now means another schema's table, another tenant's customers): an
+// ANONYMIZE never changes rows of a table its text did not mean. The
+// error names the path; current_setting keeps the planner from raising
+// it before it knows the answer.
+func samePath(root *target, table string) string {
+	msg := fmt.Sprintf("pgveil: ANONYMIZE %s: this session's search_path finds another table than %s, which the rules were applied to; schema-qualify the table. search_path: ",
+		table, root.name)
+	return fmt.Sprintf("(CASE WHEN pg_catalog.to_regclass(%s) = %s::pg_catalog.regclass THEN true ELSE (%s || pg_catalog.current_setting('search_path'))::bool END)",
+		quoteLiteral(quoteIdent(table)), quoteLiteral(qualified(root)), quoteLiteral(msg))
 }
 
 // deparseWhere returns the text of the WHERE condition, to be used on

@@ -63,7 +63,8 @@ func TestPlanShape(t *testing.T) {
 	}
 	for _, s := range []string{
 		"UPDATE public.customers SET",
-		"WHERE (id = ANY($1)) AND anonymized_at IS NULL RETURNING id",
+		"WHERE ((id = ANY($1)) AND (CASE WHEN pg_catalog.to_regclass('customers') = 'public.customers'::pg_catalog.regclass THEN true ELSE",
+		")) AND anonymized_at IS NULL RETURNING id",
 		"UPDATE public.conversations SET",
 		"WHERE customer_id = ANY (ARRAY(SELECT k FROM pgveil_0)) AND anonymized_at IS NULL RETURNING id",
 		"DELETE FROM public.recordings WHERE conversation_id = ANY (ARRAY(SELECT k FROM pgveil_1)) RETURNING id",

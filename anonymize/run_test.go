@@ -196,6 +196,34 @@ func TestRolledBackTransactionLeavesNothing(t *testing.T) {
 	}
 }
 
+func TestChangedSearchPathFailsAndChangesNothing(t *testing.T) {
+	resetSchema(t)
+	admin := connect(t, "postgres")
+	if _, err := admin.Exec(testCtx(t), `DROP SCHEMA IF EXISTS tenant_b CASCADE; CREATE SCHEMA tenant_b;
+		CREATE TABLE tenant_b.customers (LIKE public.customers INCLUDING ALL); GRANT USAGE ON SCHEMA tenant_b TO dpo;
+		GRANT SELECT, UPDATE ON tenant_b.customers TO dpo`); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t)
+	conn := connect(t, "dpo")
+	if _, err := conn.Exec(testCtx(t), "SET search_path = tenant_b, public"); err != nil {
+		t.Fatal(err)
+	}
+	p := plan(t, "ANONYMIZE customers WHERE id = 1", 0) // planned for the path the proxy read: public
+	_, err := exec(testCtx(t), conn, p.SQL, p)
+	want := "pgveil: ANONYMIZE customers: this session's search_path finds another table than public.customers"
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "search_path: tenant_b, public") {
+		t.Errorf("got %v, want an error saying %q", err, want)
+	}
+	if after := snapshot(t); !reflect.DeepEqual(before, after) {
+		t.Errorf("an ANONYMIZE under another search_path changed rows")
+	}
+	p = plan(t, "ANONYMIZE public.customers WHERE id = 1", 0)
+	if got := run(t, conn, p.SQL, p); got[0][0] != "1" {
+		t.Errorf("a qualified name: count %v, want 1", got)
+	}
+}
+
 func TestExplainChangesNothingAndListsEveryRow(t *testing.T) {
 	resetSchema(t)
 	before := snapshot(t)
