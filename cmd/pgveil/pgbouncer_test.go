@@ -89,17 +89,28 @@ func openConn(t *testing.T, addr, user, database string, exec pgx.QueryExecMode)
 }
 
 // TestPgveilInFrontOfPgBouncer: clients -> pgveil -> PgBouncer ->
-// PostgreSQL. pgveil's upstream is PgBouncer; its catalog reads
-// (admin_dsn) go straight to PostgreSQL.
+// PostgreSQL. pgveil's upstream is PgBouncer, with upstream_pool_mode set
+// to match; its catalog reads (admin_dsn) go straight to PostgreSQL, or
+// through the same PgBouncer (in transaction mode with pgx's exec mode,
+// since pgveil's catalog queries are otherwise named statements).
 func TestPgveilInFrontOfPgBouncer(t *testing.T) {
 	for _, mode := range []string{bouncer.Session, bouncer.Transaction} {
-		t.Run(mode, func(t *testing.T) {
-			b := startBouncer(t, mode, bouncer.Database{Name: "*", Addr: db.Addr()})
-			p := startProxyAt(t, b.Addr, db.DSN("postgres", "", "postgres"), rulesYAML, "")
-			checkLayout(t, layout{mode: mode, connect: func(t *testing.T, role string, exec pgx.QueryExecMode) *pgx.Conn {
-				return openConn(t, p.addr, role, "postgres", exec)
-			}})
-		})
+		for _, admin := range []string{"direct", "pgbouncer"} {
+			t.Run(mode+"/admin "+admin, func(t *testing.T) {
+				b := startBouncer(t, mode, bouncer.Database{Name: "*", Addr: db.Addr()})
+				adminDSN := db.DSN("postgres", "", "postgres")
+				if admin == "pgbouncer" {
+					adminDSN = "postgres://postgres@" + b.Addr + "/postgres?sslmode=disable"
+					if mode == bouncer.Transaction {
+						adminDSN += "&default_query_exec_mode=exec"
+					}
+				}
+				p := startProxyAt(t, b.Addr, adminDSN, rulesYAML, "upstream_pool_mode: "+mode+"\n")
+				checkLayout(t, layout{mode: mode, connect: func(t *testing.T, role string, exec pgx.QueryExecMode) *pgx.Conn {
+					return openConn(t, p.addr, role, "postgres", exec)
+				}})
+			})
+		}
 	}
 }
 
@@ -280,4 +291,85 @@ func checkReused(t *testing.T, l layout) {
 			}
 		}
 	})
+}
+
+// TestTransactionPoolingForgetsStatements: behind PgBouncer in transaction
+// mode, an idle masked session's next transaction may run on a server
+// connection where another session prepared the same name as another
+// statement. Client A prepares p (and s1, in the protocol) as a query on
+// a column that is not masked while client B, on another server
+// connection, prepares them as a query on email; client C then holds A's
+// server, so that A's EXECUTE runs B's statement. Masked by A's
+// definition it would return the raw email; with upstream_pool_mode:
+// transaction pgveil forgets A's statements once A is idle, and the
+// values are withheld (redacted for EXECUTE, NULL in the protocol). Inside one transaction the names work as usual.
+func TestTransactionPoolingForgetsStatements(t *testing.T) {
+	b := startBouncer(t, bouncer.Transaction, bouncer.Database{Name: "*", Addr: db.Addr()})
+	p := startProxyAt(t, b.Addr, db.DSN("postgres", "", "postgres"), rulesYAML, "upstream_pool_mode: transaction\n")
+	ctx := testCtx(t)
+	simple := pgx.QueryExecModeSimpleProtocol
+	a, bc, c := openConn(t, p.addr, "support", "postgres", simple), openConn(t, p.addr, "support", "postgres", simple),
+		openConn(t, p.addr, "support", "postgres", simple)
+	// steer prepares B's name while A holds a server connection, then
+	// A's, and runs A's execute while C holds A's server connection.
+	steer := func(prepareB, prepareA func() error, execA func() [][]string) [][]string {
+		txA, err := a.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		query(t, a, simple, "SELECT 1")
+		if err := prepareB(); err != nil {
+			t.Fatal(err)
+		}
+		if err := prepareA(); err != nil {
+			t.Fatal(err)
+		}
+		if err := txA.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		txC, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer txC.Rollback(ctx)
+		query(t, c, simple, "SELECT 1")
+		return execA()
+	}
+	exec := func(c *pgx.Conn, sql string) func() error {
+		return func() error { _, err := c.Exec(ctx, sql); return err }
+	}
+	got := steer(exec(bc, "PREPARE p AS SELECT lower(email) FROM customers WHERE id = 1"),
+		exec(a, "PREPARE p AS SELECT lower(country) FROM customers WHERE id = 1"),
+		func() [][]string { return query(t, a, simple, "EXECUTE p") })
+	if fmt.Sprint(got) != "[[***]]" { // an EXECUTE of a name the session does not know is redacted
+		t.Fatalf("EXECUTE of a name prepared in an earlier transaction: got %q, want it redacted", got)
+	}
+	protocol := func(c *pgx.Conn, sql string) func() error {
+		return func() error { _, err := c.PgConn().Prepare(ctx, "s1", sql, nil); return err }
+	}
+	got = steer(protocol(bc, "SELECT lower(email) FROM customers WHERE id = 2"),
+		protocol(a, "SELECT lower(country) FROM customers WHERE id = 2"),
+		func() [][]string {
+			r := a.PgConn().ExecPrepared(ctx, "s1", nil, nil, nil).Read()
+			if r.Err != nil {
+				t.Fatal(r.Err)
+			}
+			return [][]string{{fmt.Sprint(r.Rows)}}
+		})
+	if got[0][0] != "[[[]]]" {
+		t.Fatalf("protocol statement prepared in an earlier transaction: got %q, want the value withheld", got)
+	}
+	// Within one transaction a named statement is the session's own.
+	tx, err := a.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := a.PgConn().Prepare(ctx, "s2", "SELECT email FROM customers WHERE id = 3", nil); err != nil {
+		t.Fatal(err)
+	}
+	r := a.PgConn().ExecPrepared(ctx, "s2", nil, nil, nil).Read()
+	if r.Err != nil || len(r.Rows) != 1 || string(r.Rows[0][0]) != "***@example.net" {
+		t.Fatalf("named statement within its transaction: %v %q", r.Err, r.Rows)
+	}
 }
