@@ -146,7 +146,9 @@ func TestPgBouncerInFrontOfPgveil(t *testing.T) {
 
 // checkLayout runs the checks every layout must pass.
 func checkLayout(t *testing.T, l layout) {
-	t.Run("masked", func(t *testing.T) { checkReads(t, l, "support", []string{"1", "***@example.com", "***", "+4*******67"}) })
+	t.Run("masked", func(t *testing.T) {
+		checkReads(t, l, "support", []string{"1", "***@example.com", "***", "+4*******67"})
+	})
 	t.Run("unmasked", func(t *testing.T) {
 		checkReads(t, l, "app_admin", []string{"1", "kari.nordmann@example.com", "Kari", "+4791234567"})
 	})
