@@ -14,8 +14,9 @@ import (
 // connectMode is the connection-rate measurement: pgbench -S -C opens a
 // new connection for every transaction, so its TPS is connections per
 // second. It runs against its own targets: direct, PgBouncer (session
-// mode), pgveil, and pgveil in front of a PgBouncer in transaction mode,
-// the layout that keeps both a cheap backend and masking.
+// mode), pgveil, and the two layouts of pgveil with PgBouncer in
+// transaction mode: pgveil in front of PgBouncer, and PgBouncer in front
+// of pgveil.
 const connectMode = "connect"
 
 // login is the role connect mode logs in as. On a throwaway upstream it is
@@ -88,33 +89,42 @@ func (up *upstream) unmasked() string {
 	return strings.Join(names, ", ")
 }
 
-// connectTargets starts PgBouncer in transaction mode with a pgveil in
-// front of it, and returns the connect mode's targets, logging in as the
-// login role. base are the query modes' targets, whose relays it reuses;
-// session is their PgBouncer, nil when there is none (then the PgBouncer
-// targets are left out).
+// connectTargets starts the two layouts of pgveil with PgBouncer in
+// transaction mode, and returns the connect mode's targets, logging in as
+// the login role. base are the query modes' targets, whose relays it
+// reuses; session is their PgBouncer, nil when there is none (then the
+// PgBouncer targets are left out). CPU is charged to the front relay
+// alone: the CPU column does not show the second relay's time.
 func connectTargets(cfg config, bin string, session *bouncer.Bouncer, base []target, dir string, up *upstream, undo *cleanups) ([]target, error) {
 	var out []target
+	var pgveilAddr string
 	for _, t := range base {
 		if t.name == "direct" || t.name == "pgbouncer" || t.name == "pgveil" {
 			t.user, t.connect = up.login.name, true
 			out = append(out, t)
 		}
+		if t.name == "pgveil" {
+			pgveilAddr = t.addr
+		}
 	}
 	if session == nil {
 		return out, nil
 	}
-	tx, err := startPgbouncer(cfg, bin, bouncer.Transaction, dir, up, undo)
+	tx, err := startPgbouncer(cfg, bin, bouncer.Transaction, dir, up.addr, up, undo)
 	if err != nil {
 		return nil, err
 	}
-	p, addr, err := startPgveil(cfg, "pgveil-pgbouncer", dir, tx.Addr, up, undo)
+	p, addr, err := startPgveil(cfg, "pgveil-pgbouncer", dir, tx.Addr, bouncer.Transaction, up, undo)
 	if err != nil {
 		return nil, err
 	}
-	// CPU is charged to pgveil alone: the PgBouncer behind it is a second
-	// relay on the path, whose time the CPU column does not show.
-	return append(out, target{name: "pgveil-pgbouncer", addr: addr, user: up.login.name, pid: p.Pid, connect: true}), nil
+	front, err := startPgbouncer(cfg, bin, bouncer.Transaction, dir, pgveilAddr, up, undo)
+	if err != nil {
+		return nil, err
+	}
+	return append(out,
+		target{name: "pgveil-pgbouncer", addr: addr, user: up.login.name, pid: p.Pid, connect: true},
+		target{name: "pgbouncer-pgveil", addr: front.Addr, user: up.login.name, pid: front.Pid, connect: true}), nil
 }
 
 // targetsFor returns the targets measured in mode: the connect ones in

@@ -47,12 +47,12 @@ func startTargets(cfg config, up *upstream, dir string, undo *cleanups) ([]targe
 	}
 	var session *bouncer.Bouncer
 	if bouncerBin != "" {
-		if session, err = startPgbouncer(cfg, bouncerBin, bouncer.Session, dir, up, undo); err != nil {
+		if session, err = startPgbouncer(cfg, bouncerBin, bouncer.Session, dir, up.addr, up, undo); err != nil {
 			return nil, nil, err
 		}
 		targets = append(targets, target{name: "pgbouncer", addr: session.Addr, user: up.user, pid: session.Pid})
 	}
-	p, addr, err := startPgveil(cfg, "pgveil", dir, up.addr, up, undo)
+	p, addr, err := startPgveil(cfg, "pgveil", dir, up.addr, bouncer.Session, up, undo)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -67,10 +67,11 @@ func startTargets(cfg config, up *upstream, dir string, undo *cleanups) ([]targe
 	return append(targets, conns...), skipped, err
 }
 
-// startPgbouncer runs PgBouncer in the given pool mode in front of up, for
-// the bench's roles. Clients log in as PostgreSQL asks: the login role
-// (connect mode) with SCRAM, every other with trust.
-func startPgbouncer(cfg config, bin, mode, dir string, up *upstream, undo *cleanups) (*bouncer.Bouncer, error) {
+// startPgbouncer runs PgBouncer in the given pool mode in front of
+// server (up, or a pgveil in front of it), for the bench's roles. Clients
+// log in as PostgreSQL asks: the login role (connect mode) with SCRAM,
+// every other with trust.
+func startPgbouncer(cfg config, bin, mode, dir, server string, up *upstream, undo *cleanups) (*bouncer.Bouncer, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -83,7 +84,7 @@ func startPgbouncer(cfg config, bin, mode, dir string, up *upstream, undo *clean
 		users = append(users, bouncer.User{Name: up.login.name, Password: up.login.authFile()})
 	}
 	c := bouncer.Config{Bin: bin, Listen: addr, PoolMode: mode, Users: users,
-		Databases: []bouncer.Database{{Name: "*", Addr: up.addr}}, HBA: up.login.hba()}
+		Databases: []bouncer.Database{{Name: "*", Addr: server}}, HBA: up.login.hba()}
 	slog.Info("starting pgbouncer", "pool_mode", mode, "addr", addr)
 	b, err := bouncer.Start(c, dir)
 	if err != nil {
@@ -102,7 +103,7 @@ func startPgbouncer(cfg config, bin, mode, dir string, up *upstream, undo *clean
 
 // startPgveil runs the pgveil binary with a generated config, to which the
 // --extra-config file is appended.
-func startPgveil(cfg config, name, dir, upstreamAddr string, up *upstream, undo *cleanups) (*pgtest.Process, string, error) {
+func startPgveil(cfg config, name, dir, upstreamAddr, poolMode string, up *upstream, undo *cleanups) (*pgtest.Process, string, error) {
 	bin, err := filepath.Abs(cfg.pgveil)
 	if err == nil {
 		_, err = os.Stat(bin)
@@ -114,7 +115,7 @@ func startPgveil(cfg config, name, dir, upstreamAddr string, up *upstream, undo 
 	if err != nil {
 		return nil, "", err
 	}
-	conf, err := pgveilConfig(addr, upstreamAddr, up, cfg)
+	conf, err := pgveilConfig(addr, upstreamAddr, poolMode, up, cfg)
 	if err != nil {
 		return nil, "", err
 	}
@@ -131,9 +132,10 @@ func startPgveil(cfg config, name, dir, upstreamAddr string, up *upstream, undo 
 // pgveilConfig is the generated YAML: listen and upstream, the masking
 // rules when a masked role is measured (pgbench -S's result column,
 // abalance, is masked), then the extra file's content (which must not set
-// those keys again). The catalog reads (admin_dsn) go straight to up.
-func pgveilConfig(listen, upstreamAddr string, up *upstream, cfg config) (string, error) {
-	conf := fmt.Sprintf("listen: %s\nupstream: %s\n", listen, upstreamAddr)
+// those keys again). The catalog reads (admin_dsn) go straight to up;
+// poolMode is the upstream's (transaction for a PgBouncer in that mode).
+func pgveilConfig(listen, upstreamAddr, poolMode string, up *upstream, cfg config) (string, error) {
+	conf := fmt.Sprintf("listen: %s\nupstream: %s\nupstream_pool_mode: %s\n", listen, upstreamAddr, poolMode)
 	if cfg.maskedUser != "" && cfg.extraConfig == "" {
 		conf += fmt.Sprintf("admin_dsn: %s\nroles:\n  unmasked: [%s]\ntables:\n  public.pgbench_accounts:\n"+
 			"    key: aid\n    columns:\n      abalance: {mask: redact}\n", dsn(up.addr, up.user, up.db), up.unmasked())

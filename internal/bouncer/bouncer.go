@@ -154,8 +154,9 @@ type Bouncer struct {
 }
 
 // Start writes c's files into a new directory under parent ("" for the
-// system's temporary directory), starts PgBouncer and waits until it
-// accepts connections. It does not wait for the servers: PgBouncer opens
+// system's temporary directory; as root, the postgres OS user must be able
+// to enter it, which a test's t.TempDir() does not let it), starts
+// PgBouncer and waits until it accepts connections. It does not wait for the servers: PgBouncer opens
 // server connections when clients arrive.
 func Start(c Config, parent string) (*Bouncer, error) {
 	bin, err := Find(c.Bin)
