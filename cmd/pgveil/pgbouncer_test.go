@@ -124,12 +124,14 @@ var bouncerPools = map[string]struct{ database, client string }{
 }
 
 // TestPgBouncerInFrontOfPgveil: clients -> PgBouncer -> pgveil ->
-// PostgreSQL, one PgBouncer database (pool) per role.
+// PostgreSQL, one PgBouncer database (pool) per role; and every other
+// database name without a forced role, where PgBouncer logs into pgveil
+// as the client's own.
 func TestPgBouncerInFrontOfPgveil(t *testing.T) {
 	for _, mode := range []string{bouncer.Session, bouncer.Transaction} {
 		t.Run(mode, func(t *testing.T) {
 			p := startProxyRules(t, rulesYAML, "")
-			var dbs []bouncer.Database
+			dbs := []bouncer.Database{{Name: "*", Addr: p.addr}}
 			for role, pool := range bouncerPools {
 				dbs = append(dbs, bouncer.Database{Name: pool.database, Addr: p.addr, DBName: "postgres", User: role})
 			}
@@ -140,6 +142,13 @@ func TestPgBouncerInFrontOfPgveil(t *testing.T) {
 			}}
 			checkLayout(t, l)
 			checkReused(t, l)
+			t.Run("own role", func(t *testing.T) {
+				own := layout{mode: mode, connect: func(t *testing.T, role string, exec pgx.QueryExecMode) *pgx.Conn {
+					return openConn(t, b.Addr, role, "postgres", exec)
+				}}
+				checkReads(t, own, "support", []string{"1", "***@example.com", "***", "+4*******67"})
+				checkReads(t, own, "app_admin", []string{"1", "kari.nordmann@example.com", "Kari", "+4791234567"})
+			})
 		})
 	}
 }
