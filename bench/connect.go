@@ -49,9 +49,9 @@ func (l login) hba() []string {
 // auth describes how the login role authenticates, for the report.
 func (l login) auth() string {
 	if l.scram {
-		return " (SCRAM-SHA-256 at PostgreSQL and PgBouncer)"
+		return "SCRAM-SHA-256 at PostgreSQL and PgBouncer"
 	}
-	return " (as the server asks)"
+	return "as the server asks"
 }
 
 // authFile is what PgBouncer's auth file holds for the role.

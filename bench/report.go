@@ -146,7 +146,7 @@ func (rep report) print(w io.Writer) {
 		s.Scale, s.Clients, s.Threads, s.Seconds, s.Rounds)
 	fmt.Fprintf(w, "relay CPU: utime+stime of the relay process from /proc (%d ticks/s) per transaction\n", m.ClockTicks)
 	if slices.Contains(s.Modes, connectMode) {
-		fmt.Fprintf(w, "connect: pgbench -S -C, a new connection per transaction (TPS = connections/s) as %s%s;\n"+
+		fmt.Fprintf(w, "connect: pgbench -S -C, a new connection per transaction (TPS = connections/s) as %s (%s);\n"+
 			"  pgveil-pgbouncer: pgveil in front of PgBouncer, pgbouncer-pgveil: PgBouncer in front of pgveil,\n"+
 			"  both PgBouncer in transaction mode (CPU: the front relay's alone)\n", s.Login, s.LoginAuth)
 	}
