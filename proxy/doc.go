@@ -97,7 +97,10 @@
 // policy's Forget) at every ReadyForQuery that says idle: a later use of
 // a name withholds its values instead of masking another session's
 // statement by this one's plan. Within a transaction the server connection
-// stays, and so do the names.
+// stays, and so do the names, but for rewritten statements (ANONYMIZE): the
+// proxy reads their answer as a count when the Execute is forwarded, before
+// the server says where it ran, so they are dropped at the client's Sync
+// and a later Bind of one is rejected (dropRewrites).
 //
 // # Errors and shutdown
 //

@@ -471,8 +471,6 @@ func (m *masking) forgetServerState() {
 	all := Names{AllStatements: true, AllPortals: true}
 	m.distrust(all)
 	m.policy.Forget(all)
-	clear(m.rwStmts)
-	clear(m.rwPortals)
 }
 
 // nullRows withholds every value of rows the proxy cannot tell the shape
