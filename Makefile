@@ -1,7 +1,8 @@
 # pgveil: build, test and benchmark.
 # Needs Go, gcc (cgo for the SQL parser) and PostgreSQL server binaries
-# (Debian: apt-get install -y postgresql; PgBouncer for `make bench`: pgbouncer;
-# for the tests also haproxy, default-jdk-headless and libpostgresql-jdbc-java).
+# (Debian: apt-get install -y postgresql; PgBouncer for `make bench` and the
+# PgBouncer tests: pgbouncer; for the tests also haproxy, default-jdk-headless and
+# libpostgresql-jdbc-java).
 
 GO        ?= go
 BIN       := bin/pgveil
@@ -25,7 +26,8 @@ vet:
 test: vet
 	$(GO) test $(TESTFLAGS) ./...
 
-# pgbench -S through pgveil, PgBouncer (when installed) and directly, side by side.
+# pgbench -S through pgveil, PgBouncer (when installed) and directly, side by side,
+# and connections per second (pgbench -S -C) through both PgBouncer layouts.
 bench: build
 	$(GO) run ./bench --pgveil $(BIN) --masked-user pgveil_masked $(BENCHFLAGS)
 

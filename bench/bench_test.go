@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,5 +120,38 @@ func TestRoundOrderAlternates(t *testing.T) {
 	first, second := roundOrder(ts, 1), roundOrder(ts, 2)
 	if first[0].name != "a" || second[0].name != "c" || ts[0].name != "a" {
 		t.Errorf("orders %v / %v (base %v)", first, second, ts)
+	}
+}
+
+func TestConnectMode(t *testing.T) {
+	out := `number of transactions actually processed: 512
+number of failed transactions: 0 (0.000%)
+latency average = 62.500 ms
+average connection time = 61.000 ms
+tps = 128.000000 (including reconnection times)
+`
+	r, err := parseOutput(out)
+	if err != nil || r.TPS != 128 || r.Txns != 512 {
+		t.Fatalf("parsed %+v, %v", r, err)
+	}
+	ts := []target{{name: "direct"}, {name: "pgveil"}, {name: "direct", connect: true}, {name: "pgveil-pgbouncer", connect: true}}
+	if got := targetsFor(connectMode, ts); len(got) != 2 || !got[0].connect || got[1].name != "pgveil-pgbouncer" {
+		t.Errorf("connect targets %v", got)
+	}
+	if got := targetsFor("simple", ts); len(got) != 2 || got[0].connect || got[1].name != "pgveil" {
+		t.Errorf("simple targets %v", got)
+	}
+	if got := strings.Join(modeArgs(connectMode), " "); got != "-M simple -C" {
+		t.Errorf("connect args %q", got)
+	}
+	up := &upstream{user: "postgres", login: scramLogin}
+	if env := loginEnv(up, target{user: scramLogin.name}); len(env) != 1 || env[0] != "PGPASSWORD="+scramLogin.password {
+		t.Errorf("login env %q", env)
+	}
+	if env := loginEnv(up, target{user: "postgres"}); env != nil {
+		t.Errorf("env for the trusted role %q", env)
+	}
+	if got := up.unmasked(); got != "postgres, "+scramLogin.name {
+		t.Errorf("unmasked %q", got)
 	}
 }

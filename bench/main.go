@@ -88,7 +88,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.threads, "threads", 2, "pgbench threads (-j)")
 	fs.IntVar(&c.seconds, "seconds", 5, "seconds per pgbench run (-T)")
 	fs.IntVar(&c.rounds, "rounds", 3, "rounds; the target order alternates between rounds")
-	fs.StringVar(&modes, "modes", "simple,extended", "comma-separated pgbench query modes (-M)")
+	fs.StringVar(&modes, "modes", "simple,extended,connect", "comma-separated pgbench query modes (-M), and connect: connections per second (-C)")
 	fs.StringVar(&c.jsonPath, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&c.svgPath, "svg", "docs/bench.svg", "also write a bar chart of TPS and p99 latency as SVG to this file (\"\" for none)")
 	fs.StringVar(&c.extraConfig, "extra-config", "", "YAML file appended to the generated pgveil config")
@@ -109,7 +109,7 @@ func (c config) validate() error {
 		return errors.New("--modes is empty")
 	}
 	for _, m := range c.modes {
-		if m != "simple" && m != "extended" && m != "prepared" {
+		if m != "simple" && m != "extended" && m != "prepared" && m != connectMode {
 			return fmt.Errorf("--modes: unknown pgbench mode %q", m)
 		}
 	}

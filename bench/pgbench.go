@@ -36,7 +36,7 @@ func runRounds(ctx context.Context, cfg config, up *upstream, targets []target, 
 	var runs []result
 	for round := 1; round <= cfg.rounds; round++ {
 		for _, mode := range cfg.modes {
-			for _, t := range roundOrder(targets, round) {
+			for _, t := range roundOrder(targetsFor(mode, targets), round) {
 				r, err := measure(ctx, cfg, up, t, mode, dir)
 				if err != nil {
 					return nil, fmt.Errorf("round %d, %s, %s: %w", round, mode, t.name, err)
@@ -71,7 +71,7 @@ func measure(ctx context.Context, cfg config, up *upstream, t target, mode, dir 
 	if err != nil {
 		return result{}, err
 	}
-	out, err := runPgbenchCmd(ctx, up.pgbench, pgbenchArgs(cfg, up, t, mode, logDir))
+	out, err := runPgbenchCmd(ctx, up.pgbench, pgbenchArgs(cfg, up, t, mode, logDir), loginEnv(up, t)...)
 	if err != nil {
 		return result{}, fmt.Errorf("pgbench: %w\n%s", err, out)
 	}
@@ -97,8 +97,8 @@ func measure(ctx context.Context, cfg config, up *upstream, t target, mode, dir 
 // pgbenchArgs is a select-only run without vacuum that logs every
 // transaction into logDir.
 func pgbenchArgs(cfg config, up *upstream, t target, mode, logDir string) []string {
-	return append(connArgs(t.addr, t.user),
-		"-S", "-n", "-M", mode,
+	args := append(connArgs(t.addr, t.user), "-S", "-n")
+	return append(append(args, modeArgs(mode)...),
 		"-c", strconv.Itoa(cfg.clients), "-j", strconv.Itoa(cfg.threads),
 		"-T", strconv.Itoa(cfg.seconds),
 		"-l", "--log-prefix", filepath.Join(logDir, "tx"),
@@ -109,7 +109,8 @@ var (
 	txnsRE   = regexp.MustCompile(`(?m)^number of transactions actually processed: (\d+)`)
 	failedRE = regexp.MustCompile(`(?m)^number of failed transactions: (\d+)`)
 	avgRE    = regexp.MustCompile(`(?m)^latency average = ([0-9.]+) ms`)
-	tpsRE    = regexp.MustCompile(`(?m)^tps = ([0-9.]+) \(without initial connection time\)`)
+	// With -C the line says "(including reconnection times)".
+	tpsRE = regexp.MustCompile(`(?m)^tps = ([0-9.]+) \((?:without initial connection|including reconnection) times?\)`)
 )
 
 // parseOutput reads transactions, failures, average latency and TPS from

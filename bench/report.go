@@ -40,6 +40,9 @@ type settings struct {
 	Rounds  int      `json:"rounds"`
 	Scale   int      `json:"scale"`
 	Modes   []string `json:"modes"`
+	// Login is the role connect mode logs in as; LoginAuth says how.
+	Login     string `json:"connect_login,omitempty"`
+	LoginAuth string `json:"connect_login_auth,omitempty"`
 }
 
 // row holds the medians of one (mode, target) over all rounds.
@@ -61,13 +64,13 @@ func newReport(cfg config, up *upstream, targets []target, runs []result, skippe
 		Machine: machine{CPUs: runtime.NumCPU(), CPUModel: cpuModel(),
 			PostgreSQL: up.version, ClockTicks: clockTicks()},
 		Settings: settings{Clients: cfg.clients, Threads: cfg.threads, Seconds: cfg.seconds,
-			Rounds: cfg.rounds, Scale: cfg.scale, Modes: cfg.modes},
+			Rounds: cfg.rounds, Scale: cfg.scale, Modes: cfg.modes, Login: up.login.name, LoginAuth: up.login.auth()},
 		Skipped: skipped,
 		Date:    time.Now().UTC().Format(time.DateOnly),
 	}
 	for _, mode := range cfg.modes {
 		var rows []row
-		for _, t := range targets {
+		for _, t := range targetsFor(mode, targets) {
 			rows = append(rows, summarise(mode, t.name, runs))
 		}
 		rep.Rows = append(rep.Rows, withRatios(rows)...)
@@ -142,6 +145,11 @@ func (rep report) print(w io.Writer) {
 	fmt.Fprintf(w, "workload: pgbench -S, scale %d, %d clients, %d threads, %d s per run; median of %d rounds\n",
 		s.Scale, s.Clients, s.Threads, s.Seconds, s.Rounds)
 	fmt.Fprintf(w, "relay CPU: utime+stime of the relay process from /proc (%d ticks/s) per transaction\n", m.ClockTicks)
+	if slices.Contains(s.Modes, connectMode) {
+		fmt.Fprintf(w, "connect: pgbench -S -C, a new connection per transaction (TPS = connections/s) as %s (%s);\n"+
+			"  pgveil-pgbouncer: pgveil in front of PgBouncer, pgbouncer-pgveil: PgBouncer in front of pgveil,\n"+
+			"  both PgBouncer in transaction mode (CPU: the front relay's alone)\n", s.Login, s.LoginAuth)
+	}
 	for _, note := range rep.Skipped {
 		fmt.Fprintf(w, "skipped %s\n", note)
 	}

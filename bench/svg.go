@@ -98,6 +98,9 @@ func (rep report) writeSVG(path string) error {
 // svg renders the chart: TPS and p99 latency side by side, one bar per
 // (mode, target) row, with a legend and a caption naming the machine.
 func (rep report) svg(w io.Writer) error {
+	// Connections per second are on another scale than TPS: the chart
+	// shows the query modes, the table all.
+	rep.Rows = slices.DeleteFunc(slices.Clone(rep.Rows), func(r row) bool { return r.Mode == connectMode })
 	bodyHeight := rep.bodyHeight()
 	height := headerRoom + bodyHeight + footerRoom
 	root := el("svg", "xmlns", "http://www.w3.org/2000/svg", "width", strconv.Itoa(chartWidth),

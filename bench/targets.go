@@ -7,11 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/pgveil/pgveil/internal/bouncer"
 	"github.com/pgveil/pgveil/internal/pgtest"
 )
 
@@ -27,27 +28,31 @@ type target struct {
 	addr string     // host:port pgbench connects to
 	user string     // role pgbench logs in as
 	pid  func() int // relay process charged with CPU time; nil if none
+	// connect marks a connection-rate target, measured in connect mode
+	// only (and the others in the query modes only).
+	connect bool
 }
 
 // startTargets starts the relays and returns the targets in their base
 // order, plus notes on targets that were skipped. To add a target, start
-// its process here and append it.
+// its process here and append it. The connection-rate targets (connect
+// mode) come last; see connect.go.
 func startTargets(cfg config, up *upstream, dir string, undo *cleanups) ([]target, []string, error) {
 	targets := []target{{name: "direct", addr: up.addr, user: up.user}}
 	var skipped []string
-	bouncer, err := findPgbouncer(cfg.pgbouncer)
+	bouncerBin, err := bouncer.Find(cfg.pgbouncer)
 	if err != nil {
 		skipped = append(skipped, "pgbouncer: "+err.Error())
 		slog.Warn("skipping pgbouncer", "reason", err)
-	} else {
-		users := []string{up.user, cfg.maskedUser}
-		p, addr, err := startPgbouncer(bouncer, dir, up, users, undo)
-		if err != nil {
+	}
+	var session *bouncer.Bouncer
+	if bouncerBin != "" {
+		if session, err = startPgbouncer(cfg, bouncerBin, bouncer.Session, dir, up.addr, up, undo); err != nil {
 			return nil, nil, err
 		}
-		targets = append(targets, target{name: "pgbouncer", addr: addr, user: up.user, pid: p.Pid})
+		targets = append(targets, target{name: "pgbouncer", addr: session.Addr, user: up.user, pid: session.Pid})
 	}
-	p, addr, err := startPgveil(cfg, dir, up, undo)
+	p, addr, err := startPgveil(cfg, "pgveil", dir, up.addr, bouncer.Session, up, undo)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -55,91 +60,50 @@ func startTargets(cfg config, up *upstream, dir string, undo *cleanups) ([]targe
 	if cfg.maskedUser != "" {
 		targets = append(targets, target{name: "pgveil-masked", addr: addr, user: cfg.maskedUser, pid: p.Pid})
 	}
-	return targets, skipped, nil
+	if !slices.Contains(cfg.modes, connectMode) {
+		return targets, skipped, nil
+	}
+	conns, err := connectTargets(cfg, bouncerBin, session, targets, dir, up, undo)
+	return append(targets, conns...), skipped, err
 }
 
-// findPgbouncer returns the pgbouncer binary to use.
-func findPgbouncer(flagPath string) (string, error) {
-	if flagPath != "" {
-		return flagPath, nil
-	}
-	if path, err := exec.LookPath("pgbouncer"); err == nil {
-		return path, nil
-	}
-	if _, err := os.Stat("/usr/sbin/pgbouncer"); err == nil {
-		return "/usr/sbin/pgbouncer", nil
-	}
-	return "", fmt.Errorf("not found on PATH or in /usr/sbin; install it with: apt-get install -y pgbouncer")
-}
-
-// startPgbouncer runs pgbouncer in session mode in front of up. It runs as
-// the postgres OS user when we are root, since pgbouncer refuses root.
-func startPgbouncer(bin, dir string, up *upstream, users []string, undo *cleanups) (*pgtest.Process, string, error) {
-	cred, err := pgtest.ServerCredential()
-	if err != nil {
-		return nil, "", err
-	}
+// startPgbouncer runs PgBouncer in the given pool mode in front of
+// server (up, or a pgveil in front of it), for the bench's roles. Clients
+// log in as PostgreSQL asks: the login role (connect mode) with SCRAM,
+// every other with trust.
+func startPgbouncer(cfg config, bin, mode, dir, server string, up *upstream, undo *cleanups) (*bouncer.Bouncer, error) {
 	addr, err := freeAddr()
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	ini := filepath.Join(dir, "pgbouncer.ini")
-	if err := writeOwned(filepath.Join(dir, "userlist.txt"), userlist(users), cred); err != nil {
-		return nil, "", err
+	users := []bouncer.User{{Name: up.user, Password: os.Getenv("PGPASSWORD")}}
+	if cfg.maskedUser != "" {
+		users = append(users, bouncer.User{Name: cfg.maskedUser, Password: os.Getenv("PGPASSWORD")})
 	}
-	if err := writeOwned(ini, pgbouncerIni(dir, addr, up.addr), cred); err != nil {
-		return nil, "", err
+	if up.login.name != up.user {
+		users = append(users, bouncer.User{Name: up.login.name, Password: up.login.authFile()})
 	}
-	cmd := exec.Command(bin, ini)
-	cmd.SysProcAttr = childAttr(cred)
-	p, err := startRelay("pgbouncer", cmd, filepath.Join(dir, "pgbouncer.log"), addr, up, undo)
-	return p, addr, err
-}
-
-// pgbouncerIni is a session-mode config that trusts clients (the throwaway
-// upstream trusts them too) and sends every database to the upstream.
-func pgbouncerIni(dir, listen, upstreamAddr string) string {
-	lhost, lport, _ := net.SplitHostPort(listen)
-	uhost, uport, _ := net.SplitHostPort(upstreamAddr)
-	db := fmt.Sprintf("host=%s port=%s", uhost, uport)
-	if pw := os.Getenv("PGPASSWORD"); pw != "" {
-		db += " password='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(pw) + "'"
+	c := bouncer.Config{Bin: bin, Listen: addr, PoolMode: mode, Users: users,
+		Databases: []bouncer.Database{{Name: "*", Addr: server}}, HBA: up.login.hba()}
+	slog.Info("starting pgbouncer", "pool_mode", mode, "addr", addr)
+	b, err := bouncer.Start(c, dir)
+	if err != nil {
+		return nil, err
 	}
-	return strings.Join([]string{
-		"[databases]",
-		"* = " + db,
-		"[pgbouncer]",
-		"listen_addr = " + lhost,
-		"listen_port = " + lport,
-		"unix_socket_dir =",
-		"auth_type = trust",
-		"auth_file = " + filepath.Join(dir, "userlist.txt"),
-		"pool_mode = session",
-		"max_client_conn = 1000",
-		"default_pool_size = 200",
-		"ignore_startup_parameters = extra_float_digits",
-	}, "\n") + "\n"
-}
-
-// userlist is pgbouncer's auth file: trust still wants the names listed.
-func userlist(users []string) string {
-	var b strings.Builder
-	for _, u := range users {
-		if u != "" {
-			fmt.Fprintf(&b, "%s %s\n", userlistQuote(u), userlistQuote(os.Getenv("PGPASSWORD")))
+	undo.add(func() {
+		if err := b.Stop(); err != nil {
+			slog.Warn("stopping pgbouncer", "err", err)
 		}
+	})
+	if err := pgtest.WaitReady(dsn(addr, up.user, up.db), nil, readyTimeout); err != nil {
+		return nil, fmt.Errorf("pgbouncer on %s: %w\n--- pgbouncer.log (tail) ---\n%s", addr, err, b.Log())
 	}
-	return b.String()
-}
-
-// userlistQuote double-quotes s the way pgbouncer's auth file wants.
-func userlistQuote(s string) string {
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+	return b, nil
 }
 
 // startPgveil runs the pgveil binary with a generated config, to which the
 // --extra-config file is appended.
-func startPgveil(cfg config, dir string, up *upstream, undo *cleanups) (*pgtest.Process, string, error) {
+func startPgveil(cfg config, name, dir, upstreamAddr, poolMode string, up *upstream, undo *cleanups) (*pgtest.Process, string, error) {
 	bin, err := filepath.Abs(cfg.pgveil)
 	if err == nil {
 		_, err = os.Stat(bin)
@@ -151,29 +115,30 @@ func startPgveil(cfg config, dir string, up *upstream, undo *cleanups) (*pgtest.
 	if err != nil {
 		return nil, "", err
 	}
-	conf, err := pgveilConfig(addr, up, cfg)
+	conf, err := pgveilConfig(addr, upstreamAddr, poolMode, up, cfg)
 	if err != nil {
 		return nil, "", err
 	}
-	path := filepath.Join(dir, "pgveil.yaml")
+	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return nil, "", err
 	}
 	cmd := exec.Command(bin, "--config", path)
-	cmd.SysProcAttr = childAttr(nil)
-	p, err := startRelay("pgveil", cmd, filepath.Join(dir, "pgveil.log"), addr, up, undo)
+	cmd.SysProcAttr = childAttr()
+	p, err := startRelay(name, cmd, filepath.Join(dir, name+".log"), addr, up, undo)
 	return p, addr, err
 }
 
 // pgveilConfig is the generated YAML: listen and upstream, the masking
 // rules when a masked role is measured (pgbench -S's result column,
 // abalance, is masked), then the extra file's content (which must not set
-// those keys again).
-func pgveilConfig(listen string, up *upstream, cfg config) (string, error) {
-	conf := fmt.Sprintf("listen: %s\nupstream: %s\n", listen, up.addr)
+// those keys again). The catalog reads (admin_dsn) go straight to up;
+// poolMode is the upstream's (transaction for a PgBouncer in that mode).
+func pgveilConfig(listen, upstreamAddr, poolMode string, up *upstream, cfg config) (string, error) {
+	conf := fmt.Sprintf("listen: %s\nupstream: %s\nupstream_pool_mode: %s\n", listen, upstreamAddr, poolMode)
 	if cfg.maskedUser != "" && cfg.extraConfig == "" {
 		conf += fmt.Sprintf("admin_dsn: %s\nroles:\n  unmasked: [%s]\ntables:\n  public.pgbench_accounts:\n"+
-			"    key: aid\n    columns:\n      abalance: {mask: redact}\n", dsn(up.addr, up.user, up.db), up.user)
+			"    key: aid\n    columns:\n      abalance: {mask: redact}\n", dsn(up.addr, up.user, up.db), up.unmasked())
 	}
 	if cfg.extraConfig == "" {
 		return conf, nil
@@ -212,17 +177,9 @@ func startRelay(name string, cmd *exec.Cmd, logPath, addr string, up *upstream, 
 
 // childAttr puts a child in its own process group, so Ctrl-C reaches only
 // this program (which then stops the child), and has it terminated should
-// this program die without cleaning up. cred, if set, is the user to run as.
-func childAttr(cred *syscall.Credential) *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM, Credential: cred}
-}
-
-// writeOwned writes a private file owned by cred's user (or by us).
-func writeOwned(path, content string, cred *syscall.Credential) error {
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		return err
-	}
-	return pgtest.Chown(path, cred)
+// this program die without cleaning up.
+func childAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 }
 
 // freeAddr returns 127.0.0.1:PORT with a port that was free a moment ago.

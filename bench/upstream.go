@@ -24,6 +24,7 @@ type upstream struct {
 	db      string
 	pgbench string // path of the pgbench binary
 	version string // server_version, filled by prepareData
+	login   login  // the role connect mode logs in as
 }
 
 // setupUpstream starts a throwaway PostgreSQL, or uses --upstream.
@@ -33,7 +34,7 @@ func setupUpstream(ctx context.Context, cfg config, undo *cleanups) (*upstream, 
 		return newUpstream(cfg.upstream, cfg.user, cfg.db, binDir)
 	}
 	slog.Info("starting throwaway PostgreSQL")
-	c, err := pgtest.Start(pgtest.Options{})
+	c, err := pgtest.Start(pgtest.Options{HBA: scramLogin.hba()[:1]})
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +43,11 @@ func setupUpstream(ctx context.Context, cfg config, undo *cleanups) (*upstream, 
 			slog.Warn("stopping PostgreSQL", "err", err)
 		}
 	})
-	return newUpstream(c.Addr(), "postgres", cfg.db, c.BinDir)
+	up, err := newUpstream(c.Addr(), "postgres", cfg.db, c.BinDir)
+	if err == nil {
+		up.login = scramLogin
+	}
+	return up, err
 }
 
 // newUpstream checks addr and finds pgbench, preferring the one beside the
@@ -58,7 +63,8 @@ func newUpstream(addr, user, db, binDir string) (*upstream, error) {
 			return nil, errors.New("pgbench not found; install it with: apt-get install -y postgresql-client")
 		}
 	}
-	return &upstream{addr: addr, user: user, db: db, pgbench: path}, nil
+	return &upstream{addr: addr, user: user, db: db, pgbench: path,
+		login: login{name: user, password: os.Getenv("PGPASSWORD")}}, nil
 }
 
 // dsn is a postgres URL to addr as user; a password comes from PGPASSWORD.
@@ -84,14 +90,17 @@ func prepareData(ctx context.Context, cfg config, up *upstream) error {
 	if err := conn.QueryRow(ctx, "SHOW server_version").Scan(&up.version); err != nil {
 		return fmt.Errorf("server version: %w", err)
 	}
+	if err := up.login.create(ctx, conn); err != nil {
+		return err
+	}
 	if cfg.maskedUser == "" {
 		return nil
 	}
-	return createMaskedRole(ctx, conn, cfg.maskedUser)
+	return createReadRole(ctx, conn, cfg.maskedUser)
 }
 
-// createMaskedRole makes a login role that may read the pgbench tables.
-func createMaskedRole(ctx context.Context, conn *pgx.Conn, name string) error {
+// createReadRole makes a login role that may read the pgbench tables.
+func createReadRole(ctx context.Context, conn *pgx.Conn, name string) error {
 	role := pgx.Identifier{name}.Sanitize()
 	var exists bool
 	err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", name).Scan(&exists)
@@ -112,13 +121,14 @@ func createMaskedRole(ctx context.Context, conn *pgx.Conn, name string) error {
 	return nil
 }
 
-// runPgbenchCmd runs pgbench with args and returns its combined output.
-func runPgbenchCmd(ctx context.Context, path string, args []string) ([]byte, error) {
+// runPgbenchCmd runs pgbench with args and env added to ours, and returns
+// its combined output.
+func runPgbenchCmd(ctx context.Context, path string, args []string, env ...string) ([]byte, error) {
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = append(os.Environ(), "PGSSLMODE=disable")
+	cmd.Env = append(append(os.Environ(), "PGSSLMODE=disable"), env...)
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = childAttr(nil)
+	cmd.SysProcAttr = childAttr()
 	err := cmd.Run()
 	return out.Bytes(), err
 }

@@ -605,6 +605,12 @@ type Names struct {
 // protocol portals, SQL prepared statements with protocol ones. A FETCH or
 // EXECUTE of a name the session does not know withholds every value.
 func (s *Session) Forget(n Names) {
+	if n.AllPortals {
+		clear(s.cursors)
+	}
+	if n.AllStatements {
+		clear(s.prepared)
+	}
 	for _, name := range n.Portals {
 		delete(s.cursors, name)
 	}

@@ -84,6 +84,24 @@
 // the requester gets no reply either way: SSL and cancel behaviour are
 // those of a single instance.
 //
+// # Behind a transaction pooler
+//
+// The upstream may be PgBouncer rather than PostgreSQL. The proxy relays
+// to it as to a server: PgBouncer authenticates, hands out its own
+// BackendKeyData (which cancels are forwarded with), and in session
+// pooling nothing differs. In transaction pooling each transaction may run
+// on another server connection, and a statement or cursor name the
+// session defined may exist there as another session's. A masked session
+// knows its names only as it defined them, so with
+// Options.TransactionPooling it forgets them all (distrust, and the
+// policy's Forget) at every ReadyForQuery that says idle: a later use of
+// a name withholds its values instead of masking another session's
+// statement by this one's plan. Within a transaction the server connection
+// stays, and so do the names, but for rewritten statements (ANONYMIZE): the
+// proxy reads their answer as a count when the Execute is forwarded, before
+// the server says where it ran, so they are dropped at the client's Sync
+// and a later Bind of one is rejected (dropRewrites).
+//
 // # Errors and shutdown
 //
 // A malformed message ends its session only. An upstream that goes away

@@ -68,6 +68,9 @@ type masking struct {
 	// known before the server answers (Bind needs them at once).
 	rwStmts   map[string]*Rewrite
 	rwPortals map[string]*Rewrite
+	// rwStale are rewritten statements dropped at a Sync behind a
+	// transaction pooler (dropRewrites).
+	rwStale map[string]bool
 
 	// nonBlocking is set while an event loop relays the session: analyses
 	// must then come from the policy's cache (see wouldBlock).
@@ -94,7 +97,7 @@ type masking struct {
 
 func newMasking(s *session, p Policy) *masking {
 	return &masking{s: s, policy: p, stmts: map[string]*prepared{}, portals: map[string]*portal{},
-		rwStmts: map[string]*Rewrite{}, rwPortals: map[string]*Rewrite{}, parsed: map[string]Query{}}
+		rwStmts: map[string]*Rewrite{}, rwPortals: map[string]*Rewrite{}, parsed: map[string]Query{}, rwStale: map[string]bool{}}
 }
 
 func (m *masking) push(e expect) { m.queue = append(m.queue, e) }

@@ -44,6 +44,9 @@ func (h maskedClient) handle(out, msg []byte) ([]byte, error) {
 			m.barriers++
 			m.bindBarrier = false
 		}
+		if m.s.opts.TransactionPooling {
+			m.dropRewrites()
+		}
 	case 'F':
 		// A fast-path call runs any function by OID, out of the analyser's sight.
 		m.s.startQuery()
@@ -54,6 +57,22 @@ func (h maskedClient) handle(out, msg []byte) ([]byte, error) {
 }
 
 var errFastPath = errors.New("pgveil: fast-path function calls are not allowed for masked roles")
+
+var errStaleRewrite = errors.New("pgveil: behind a transaction pooler, a prepared ANONYMIZE must be executed before the next Sync; prepare it again")
+
+// dropRewrites forgets the rewritten statements (ANONYMIZE) at a Sync
+// when the upstream pools transactions: what follows may run on another
+// server connection, where the name may be another session's statement,
+// and the proxy would read its answer as a count. A later Bind of such a
+// name is rejected; the other names are distrusted when the server says
+// idle (forgetServerState).
+func (m *masking) dropRewrites() {
+	for name := range m.rwStmts {
+		m.rwStale[name] = true
+	}
+	clear(m.rwStmts)
+	clear(m.rwPortals)
+}
 
 // cstring splits a NUL-terminated string off the front of b.
 func cstring(b []byte) (string, []byte, error) {
@@ -138,6 +157,7 @@ func (m *masking) parse(out, msg []byte) ([]byte, error) {
 	m.parsed[p.Name] = q
 	m.push(expect{kind: 'P', name: p.Name, q: q})
 	delete(m.rwStmts, p.Name)
+	delete(m.rwStale, p.Name)
 	if rw := q.Rewrite(); rw != nil {
 		m.rwStmts[p.Name] = rw
 		p.Query = rw.SQL
@@ -159,6 +179,9 @@ func (m *masking) bind(out, msg []byte) ([]byte, error) {
 	var b pgproto3.Bind
 	if err := b.Decode(msg[headerLen:]); err != nil {
 		return out, &protocolError{fmt.Errorf("malformed Bind: %w", err)}
+	}
+	if m.rwStale[b.PreparedStatement] {
+		return m.appendRejectedExtended(out, errStaleRewrite), nil
 	}
 	if err := m.bindable(b.PreparedStatement); err != nil {
 		m.s.rejected()
@@ -217,6 +240,7 @@ func (m *masking) describeOrClose(out, msg []byte) ([]byte, error) {
 	if msg[0] == 'C' && body[0] == 'S' {
 		delete(m.rwStmts, name)
 		delete(m.parsed, name)
+		delete(m.rwStale, name)
 	} else if msg[0] == 'C' {
 		delete(m.rwPortals, name)
 	}

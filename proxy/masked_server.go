@@ -49,6 +49,9 @@ func (h maskedServer) handle(out, msg []byte) ([]byte, error) {
 	case 'Z':
 		h.base.s.endQuery()
 		m.readyForQuery(msg)
+		if h.base.s.opts.TransactionPooling && len(msg) > headerLen && msg[headerLen] == 'I' {
+			m.forgetServerState()
+		}
 	case 'A':
 		return withoutPayload(out, msg)
 	}
@@ -462,6 +465,19 @@ func (m *masking) distrust(n Names) {
 			m.portals[name] = &portal{stmt: unknown}
 		}
 	}
+}
+
+// forgetServerState distrusts every statement and portal name, and has
+// the policy forget its cursors and SQL prepared statements. Behind a
+// transaction pooler an idle session's server connection may go to
+// another client: the next transaction may run on a server connection
+// where another session prepared the same name as another statement, and
+// masking it by this session's definition would leak. A name used in a
+// later transaction then withholds every value.
+func (m *masking) forgetServerState() {
+	all := Names{AllStatements: true, AllPortals: true}
+	m.distrust(all)
+	m.policy.Forget(all)
 }
 
 // nullRows withholds every value of rows the proxy cannot tell the shape

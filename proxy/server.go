@@ -36,6 +36,12 @@ type Options struct {
 	// peer's id is forwarded there. An entry for PeerID itself is ignored.
 	PeerID int
 	Peers  map[int]string
+	// TransactionPooling says the upstream is a pooler that may give each
+	// transaction another server connection (PgBouncer in transaction
+	// mode). A masked session then forgets its prepared statements and
+	// cursors whenever it is idle, since the next transaction's server
+	// may hold another session's under the same names.
+	TransactionPooling bool
 }
 
 // Server accepts client connections and relays each to its own upstream

@@ -45,11 +45,16 @@ type Config struct {
 	// reads, audit tables). Empty means the libpq environment of the process.
 	AdminDSN string `yaml:"admin_dsn"`
 
-	TLS             TLS      `yaml:"tls"`
-	UpstreamTLS     string   `yaml:"upstream_tls"` // disable (default), require, verify-full
-	UpstreamTLSCA   string   `yaml:"upstream_tls_ca"`
-	MaxMessageSize  int64    `yaml:"max_message_size"`
-	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	TLS           TLS    `yaml:"tls"`
+	UpstreamTLS   string `yaml:"upstream_tls"` // disable (default), require, verify-full
+	UpstreamTLSCA string `yaml:"upstream_tls_ca"`
+	// UpstreamPoolMode is how the upstream hands out server connections:
+	// session (the default: PostgreSQL, or a pooler in session mode) or
+	// transaction (a PgBouncer in transaction or statement mode, which
+	// may run each transaction on another server connection).
+	UpstreamPoolMode string   `yaml:"upstream_pool_mode"`
+	MaxMessageSize   int64    `yaml:"max_message_size"`
+	ShutdownTimeout  Duration `yaml:"shutdown_timeout"`
 	// AuditConfig appends every change of the rules to pgveil.config_log,
 	// in the database it names (see AuditConfig).
 	AuditConfig AuditConfig `yaml:"audit_config"`
@@ -197,6 +202,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.UpstreamTLS == "" {
 		c.UpstreamTLS = "disable"
+	}
+	if c.UpstreamPoolMode == "" {
+		c.UpstreamPoolMode = "session"
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = Duration(30 * time.Second)

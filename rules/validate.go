@@ -23,6 +23,9 @@ func (c *Config) validate() error {
 	default:
 		add("upstream_tls", "%q is not one of disable, require, verify-full", c.UpstreamTLS)
 	}
+	if c.UpstreamPoolMode != "session" && c.UpstreamPoolMode != "transaction" {
+		add("upstream_pool_mode", "%q is not one of session, transaction", c.UpstreamPoolMode)
+	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		add("tls", "cert and key must be given together")
 	}

@@ -100,11 +100,18 @@ func startMaskingProxy(t testing.TB, extraYAML string) *maskingProxy {
 // rules (roles and tables) in front of the test cluster.
 func startProxyRules(t testing.TB, rulesText, extraYAML string) *maskingProxy {
 	t.Helper()
-	cfg, err := rules.Parse([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nupstream: %s\n%s%s", db.Addr(), rulesText, extraYAML)))
+	return startProxyAt(t, db.Addr(), db.DSN("postgres", "", "postgres"), rulesText, extraYAML)
+}
+
+// startProxyAt is startProxyRules with another upstream (such as a
+// PgBouncer) and admin_dsn.
+func startProxyAt(t testing.TB, upstream, adminDSN, rulesText, extraYAML string) *maskingProxy {
+	t.Helper()
+	cfg, err := rules.Parse([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nupstream: %s\n%s%s", upstream, rulesText, extraYAML)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.AdminDSN = db.DSN("postgres", "", "postgres")
+	cfg.AdminDSN = adminDSN
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -181,6 +181,8 @@ func proxyOptions(cfg *rules.Config, g *masking.Guard) (proxy.Options, error) {
 		ShutdownTimeout: time.Duration(cfg.ShutdownTimeout),
 		PeerID:          cfg.PeerID,
 		Peers:           cfg.Peers,
+
+		TransactionPooling: cfg.UpstreamPoolMode == "transaction",
 	}
 	if cfg.HasTables() {
 		opts.Guard = guard{g}

@@ -82,7 +82,10 @@ func WaitReady(dsn string, p *Process, timeout time.Duration) error {
 	}
 }
 
-// ping connects once with dsn and runs SELECT 1.
+// ping connects once with dsn and runs SELECT 1, in the simple protocol:
+// pgx's default, a named prepared statement, fails through PgBouncer in
+// transaction mode (the statement is prepared on one server connection
+// and may run on another).
 func ping(dsn string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -92,5 +95,5 @@ func ping(dsn string) error {
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 	var one int
-	return conn.QueryRow(ctx, "SELECT 1").Scan(&one)
+	return conn.QueryRow(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol).Scan(&one)
 }
