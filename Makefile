@@ -1,12 +1,15 @@
 # pgveil: build, test and benchmark.
 # Needs Go, gcc (cgo for the SQL parser) and PostgreSQL server binaries
-# (Debian: apt-get install -y postgresql; PgBouncer for `make bench`: pgbouncer).
+# (Debian: apt-get install -y postgresql, whose contrib extensions hstore and ltree
+# pgx's test suite needs; PgBouncer for `make bench`: pgbouncer; haproxy for the
+# test of peered instances). The pgx suite test (internal/pgxsuite) downloads pgx's
+# test dependencies with the go command on its first run.
 
 GO        ?= go
 BIN       := bin/pgveil
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: all build test vet bench demo fuzz clean
+.PHONY: all build test vet bench demo fuzz pgx-suite clean
 
 all: build
 
@@ -19,6 +22,11 @@ vet:
 # The test command CI runs: every package against a throwaway PostgreSQL.
 test: vet
 	$(GO) test $(TESTFLAGS) ./...
+
+# pgx's whole test suite, directly and through pgveil; make test runs its
+# main packages (the root package, pgconn, pgxpool).
+pgx-suite:
+	PGVEIL_PGX_PACKAGES=./... $(GO) test -count=1 -v -timeout 40m -run TestPgxSuite ./internal/pgxsuite
 
 # pgbench -S through pgveil, PgBouncer (when installed) and directly, side by side.
 bench: build

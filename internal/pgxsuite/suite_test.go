@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -75,33 +76,70 @@ func setupDB(c *pgtest.Cluster) error {
 const defaultPackages = ". ./pgconn ./pgxpool"
 
 // TestPgxSuite runs pgx's tests directly and through pgveil, and fails if
-// a test that passed directly does not pass through the proxy.
+// a test that passed directly does not pass through the proxy, also when
+// run again alone: some of pgx's tests have deadlines of a few seconds,
+// which a loaded 2-core machine can miss either way, so a test that
+// passes on its second run through the proxy is reported, not failed.
 func TestPgxSuite(t *testing.T) {
 	pkgs := strings.Fields(os.Getenv("PGVEIL_PGX_PACKAGES"))
 	if len(pkgs) == 0 {
 		pkgs = strings.Fields(defaultPackages)
 	}
+	run := os.Getenv("PGVEIL_PGX_RUN")
 	src := pgxModuleDir(t)
 	proxyAddr := startPgveil(t)
 	start := time.Now()
-	direct := runPgxTests(t, src, pkgs, db.Addr())
+	direct := runPgxTests(t, src, db.Addr(), run, pkgs)
 	t.Logf("direct: %v", time.Since(start).Round(time.Second))
 	start = time.Now()
-	proxied := runPgxTests(t, src, pkgs, proxyAddr)
+	proxied := runPgxTests(t, src, proxyAddr, run, pkgs)
 	t.Logf("through pgveil: %v", time.Since(start).Round(time.Second))
 	t.Log("pgx tests (top-level; subtests in parentheses), directly and through pgveil:\n" + summary(direct, proxied))
 	if failedDirect := direct.failed(); len(failedDirect) > 0 {
 		t.Logf("%d tests and subtests fail directly too (not counted against the proxy):\n%s", len(failedDirect), direct.describe(failedDirect))
 	}
+	lost := lostThroughProxy(direct, proxied, direct.keys())
+	if len(lost) == 0 {
+		return
+	}
+	t.Logf("%d tests and subtests pass directly but not through pgveil; running them again, alone:\n%s", len(lost), proxied.describe(lost))
+	again := &results{result: map[string]string{}, output: map[string][]string{}}
+	for pkg, tests := range topLevel(lost) {
+		r := runPgxTests(t, src, proxyAddr, "^("+strings.Join(tests, "|")+")$", []string{pkg})
+		maps.Copy(again.result, r.result)
+		maps.Copy(again.output, r.output)
+	}
+	if still := lostThroughProxy(direct, again, lost); len(still) > 0 {
+		t.Errorf("%d tests and subtests pass directly but not through pgveil, twice:\n%s", len(still), again.describe(still))
+	} else {
+		t.Logf("all %d passed through pgveil on their second run", len(lost))
+	}
+}
+
+// lostThroughProxy are the tests of keys that passed directly but not
+// through the proxy.
+func lostThroughProxy(direct, proxied *results, keys []string) []string {
 	var lost []string
-	for _, k := range direct.keys() {
+	for _, k := range keys {
 		if direct.result[k] == "pass" && proxied.result[k] != "pass" {
 			lost = append(lost, k)
 		}
 	}
-	if len(lost) > 0 {
-		t.Errorf("%d tests and subtests pass directly but not through pgveil:\n%s", len(lost), proxied.describe(lost))
+	return lost
+}
+
+// topLevel groups the top-level tests of keys by package, their names
+// quoted for go test -run.
+func topLevel(keys []string) map[string][]string {
+	out := map[string][]string{}
+	for _, k := range keys {
+		pkg, test, _ := strings.Cut(k, " ")
+		test, _, _ = strings.Cut(test, "/")
+		if name := regexp.QuoteMeta(test); !slices.Contains(out[pkg], name) {
+			out[pkg] = append(out[pkg], name)
+		}
 	}
+	return out
 }
 
 // pgxModuleDir is where the go command keeps the pgx module pgveil builds
@@ -236,10 +274,10 @@ type results struct {
 }
 
 // runPgxTests runs go test -json on pkgs of the pgx module in src against
-// the server (or proxy) at addr.
-func runPgxTests(t *testing.T, src string, pkgs []string, addr string) *results {
+// the server (or proxy) at addr; run, when not empty, is go test's -run.
+func runPgxTests(t *testing.T, src, addr, run string, pkgs []string) *results {
 	args := []string{"test", "-json", "-count=1", "-timeout", "15m"}
-	if run := os.Getenv("PGVEIL_PGX_RUN"); run != "" {
+	if run != "" {
 		args = append(args, "-run", run)
 	}
 	args = append(args, pkgs...)
