@@ -24,7 +24,7 @@ test: vet
 	$(GO) test $(TESTFLAGS) ./...
 
 # pgx's whole test suite, directly and through pgveil; make test runs its
-# main packages (the root package, pgconn, pgxpool).
+# main packages (the root package, pgconn, pgxpool, stdlib).
 pgx-suite:
 	PGVEIL_PGX_PACKAGES=./... $(GO) test -count=1 -v -timeout 40m -run TestPgxSuite ./internal/pgxsuite
 

@@ -73,7 +73,7 @@ func setupDB(c *pgtest.Cluster) error {
 
 // defaultPackages fit make test on a 2-core machine; make pgx-suite sets
 // PGVEIL_PGX_PACKAGES=./... for the whole suite.
-const defaultPackages = ". ./pgconn ./pgxpool"
+const defaultPackages = ". ./pgconn ./pgxpool ./stdlib"
 
 // TestPgxSuite runs pgx's tests directly and through pgveil, and fails if
 // a test that passed directly does not pass through the proxy, also when
