@@ -27,6 +27,6 @@
 // package patterns relative to the pgx module. The default, the root
 // package, pgconn, pgxpool and stdlib, takes about 3 minutes on a 2-core
 // machine (both runs), which fits make test; make pgx-suite runs ./...,
-// about 6 minutes. PGVEIL_PGX_RUN is passed to go test -run, to look at a
+// about 8 minutes. PGVEIL_PGX_RUN is passed to go test -run, to look at a
 // few tests.
 package pgxsuite

@@ -95,6 +95,9 @@ func TestPgxSuite(t *testing.T) {
 	proxied := runPgxTests(t, src, proxyAddr, run, pkgs)
 	t.Logf("through pgveil: %v", time.Since(start).Round(time.Second))
 	t.Log("pgx tests (top-level; subtests in parentheses), directly and through pgveil:\n" + summary(direct, proxied))
+	if skipped := direct.skipped(); len(skipped) > 0 {
+		t.Logf("%d tests skip directly, and why:\n%s", len(skipped), direct.describeLines(skipped, 2))
+	}
 	if failedDirect := direct.failed(); len(failedDirect) > 0 {
 		t.Logf("%d tests and subtests fail directly too (not counted against the proxy):\n%s", len(failedDirect), direct.describe(failedDirect))
 	}
@@ -350,6 +353,17 @@ func (r *results) keys() []string {
 	return keys
 }
 
+// skipped are the top-level tests that skipped.
+func (r *results) skipped() []string {
+	var out []string
+	for _, k := range r.keys() {
+		if _, test, _ := strings.Cut(k, " "); r.result[k] == "skip" && !strings.Contains(test, "/") {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // failed are the tests and subtests that failed, and packages that
 // failed with no test failing (a build error, a panic).
 func (r *results) failed() []string {
@@ -369,7 +383,10 @@ func (r *results) failed() []string {
 }
 
 // describe lists tests with the last lines of their output.
-func (r *results) describe(keys []string) string {
+func (r *results) describe(keys []string) string { return r.describeLines(keys, 8) }
+
+// describeLines lists tests with the last n lines of their output.
+func (r *results) describeLines(keys []string, n int) string {
 	var b strings.Builder
 	for _, k := range keys {
 		res := r.result[k]
@@ -378,59 +395,49 @@ func (r *results) describe(keys []string) string {
 		}
 		fmt.Fprintf(&b, "  %s: %s\n", k, res)
 		lines := r.output[k]
-		for _, l := range lines[max(0, len(lines)-8):] {
+		for _, l := range lines[max(0, len(lines)-n):] {
 			b.WriteString("      " + l)
 		}
 	}
 	return b.String()
 }
 
-// summary tabulates both runs per package.
-func summary(direct, proxied *results) string {
-	type counts struct{ pass, fail, skip, subPass, subFail, subSkip int }
-	tally := func(r *results) map[string]*counts {
-		m := map[string]*counts{}
-		for _, k := range r.keys() {
-			pkg, test, _ := strings.Cut(k, " ")
-			if m[pkg] == nil {
-				m[pkg] = &counts{}
-			}
-			c, sub := m[pkg], strings.Contains(test, "/")
-			switch r.result[k] {
-			case "pass":
-				c.pass, c.subPass = c.pass+b2i(!sub), c.subPass+b2i(sub)
-			case "fail":
-				c.fail, c.subFail = c.fail+b2i(!sub), c.subFail+b2i(sub)
-			case "skip":
-				c.skip, c.subSkip = c.skip+b2i(!sub), c.subSkip+b2i(sub)
-			}
-		}
-		return m
-	}
-	d, p := tally(direct), tally(proxied)
-	var pkgs []string
-	for pkg := range d {
-		pkgs = append(pkgs, pkg)
-	}
-	slices.Sort(pkgs)
-	var b strings.Builder
-	fmt.Fprintf(&b, "  %-40s %-28s %s\n", "PACKAGE", "DIRECT pass/fail/skip", "THROUGH PGVEIL pass/fail/skip")
-	for _, pkg := range pkgs {
-		cd, cp := d[pkg], p[pkg]
-		if cp == nil {
-			cp = &counts{}
-		}
-		f := func(c *counts) string {
-			return fmt.Sprintf("%d/%d/%d (%d/%d/%d)", c.pass, c.fail, c.skip, c.subPass, c.subFail, c.subSkip)
-		}
-		fmt.Fprintf(&b, "  %-40s %-28s %s\n", pkg, f(cd), f(cp))
-	}
-	return b.String()
+// counts are one package's results: pass, fail, skip of its top-level
+// tests ([0]) and of their subtests ([1]).
+type counts [2][3]int
+
+func (c *counts) String() string {
+	return fmt.Sprintf("%d/%d/%d (%d/%d/%d)", c[0][0], c[0][1], c[0][2], c[1][0], c[1][1], c[1][2])
 }
 
-func b2i(b bool) int {
-	if b {
-		return 1
+// perPackage counts a run's results by package.
+func (r *results) perPackage() map[string]*counts {
+	col := map[string]int{"pass": 0, "fail": 1, "skip": 2}
+	m := map[string]*counts{}
+	for _, k := range r.keys() {
+		pkg, test, _ := strings.Cut(k, " ")
+		if m[pkg] == nil {
+			m[pkg] = &counts{}
+		}
+		row := 0
+		if strings.Contains(test, "/") {
+			row = 1
+		}
+		m[pkg][row][col[r.result[k]]]++
 	}
-	return 0
+	return m
+}
+
+// summary tabulates both runs per package.
+func summary(direct, proxied *results) string {
+	d, p := direct.perPackage(), proxied.perPackage()
+	var b strings.Builder
+	fmt.Fprintf(&b, "  %-48s %-28s %s\n", "PACKAGE", "DIRECT pass/fail/skip", "THROUGH PGVEIL pass/fail/skip")
+	for _, pkg := range slices.Sorted(maps.Keys(d)) {
+		if p[pkg] == nil {
+			p[pkg] = &counts{}
+		}
+		fmt.Fprintf(&b, "  %-48s %-28s %s\n", pkg, d[pkg], p[pkg])
+	}
+	return b.String()
 }
