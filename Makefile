@@ -1,20 +1,25 @@
 # pgveil: build, test and benchmark.
 # Needs Go, gcc (cgo for the SQL parser) and PostgreSQL server binaries
 # (Debian: apt-get install -y postgresql, whose contrib extensions hstore and ltree
-# pgx's test suite needs; PgBouncer for `make bench`: pgbouncer; haproxy for the
-# test of peered instances). The pgx suite test (internal/pgxsuite) downloads pgx's
-# test dependencies with the go command on its first run.
+# pgx's test suite needs; PgBouncer for `make bench`: pgbouncer; for the tests also
+# haproxy, default-jdk-headless and libpostgresql-jdbc-java). The pgx suite test
+# (internal/pgxsuite) downloads pgx's test dependencies with the go command on its
+# first run.
 
 GO        ?= go
 BIN       := bin/pgveil
 TESTFLAGS ?= -race -count=1 -timeout 20m
+# What pgveil version prints; empty outside a git checkout.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: all build test vet bench demo fuzz pgx-suite clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/pgveil
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/pgveil
 
 vet:
 	$(GO) vet ./...

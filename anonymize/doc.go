@@ -13,7 +13,9 @@
 // already set are left alone, so running a statement twice is harmless.
 // A table without a marker leaves alone the rows whose anonymize columns
 // all hold what the strategies write already (NULL, the fixed text, an
-// address 'anon-%@anonymized.invalid'), so a second run counts 0 there
+// address 'anon-%@anonymized.invalid', an id of random_id in a text
+// column; a uuid column cannot tell, so declare a marker there), so a
+// second run counts 0 there
 // too; its children still cascade from every row it matched, so a child
 // row added since the first run is reached.
 // The change cascades to every table declared with a parent link to a
@@ -22,10 +24,20 @@
 // has those rows deleted instead. Rows of a table whose marker was already
 // set do not cascade again.
 //
+// A key may be composite (key: [id, started_at], for a table partitioned
+// by time whose primary key includes the partition column); a child's
+// parent.via then names as many columns, in the same order. The CTEs
+// carry a composite key as columns k1, k2, ..., a child matches it with
+// (via1, via2) IN (SELECT k1, k2 ...), and the audit log and EXPLAIN
+// ANONYMIZE write it as a JSON array, [2, "2024-01-15T10:00:00+00:00"];
+// a one-column key stays a plain value.
+//
 // The strategies never derive the new value from the old one: redact
 // ('***'), blank (”), text:<fixed> and random_email ('anon-' || a random
 // UUID || '@anonymized.invalid', a fresh address under a reserved domain
-// for each row) write text into text, varchar, char and name columns, the
+// for each row) and random_id ('anon-' || a random UUID, for a unique
+// NOT NULL column such as a customer number; a fresh UUID in a uuid
+// column) write text into text, varchar, char and name columns, the
 // same text as a JSON string into json and jsonb columns, and NULL into
 // columns of every other type; nullify writes NULL. Derived strategies
 // (partial, email, pseudonym, generalize) are refused.

@@ -124,7 +124,7 @@ func resolve(cfg *rules.Config, schema, table string, schemas []string) (*target
 	if schema != "" {
 		name := schema + "." + table
 		t := cfg.Tables[name]
-		if t == nil || t.Key == "" {
+		if t == nil || len(t.Key) == 0 {
 			return nil, fmt.Errorf("pgveil: table %s is not declared in the rules (tables.%s with a key)", name, name)
 		}
 		return newTarget(name, t), nil
@@ -132,7 +132,7 @@ func resolve(cfg *rules.Config, schema, table string, schemas []string) (*target
 	for _, sch := range schemas {
 		name := sch + "." + table
 		if t := cfg.Tables[name]; t != nil {
-			if t.Key == "" {
+			if len(t.Key) == 0 {
 				return nil, fmt.Errorf("pgveil: table %s is not declared in the rules with a key (tables.%s.key)", name, name)
 			}
 			return newTarget(name, t), nil
@@ -195,14 +195,19 @@ func cascade(cfg *rules.Config, root *target) ([]*target, error) {
 
 // check refuses a table that ANONYMIZE cannot handle safely.
 func check(t *target) error {
-	if t.rules.Key == "" && t.parent == nil {
+	if len(t.rules.Key) == 0 && t.parent == nil {
 		return fmt.Errorf("pgveil: table %s is not declared in the rules with a key (tables.%s.key)", t.name, t.name)
 	}
-	if t.rules.Key == "" {
+	if len(t.rules.Key) == 0 {
 		return fmt.Errorf("pgveil: table %s (reached from %s) needs a key in the rules (tables.%s.key)", t.name, t.parent.name, t.name)
 	}
-	if _, ok := t.rules.Columns[t.rules.Key]; ok {
-		return fmt.Errorf("pgveil: %s.%s is both the key and a PII column; ANONYMIZE keeps and logs keys, so a key must not be personal data", t.name, t.rules.Key)
+	for _, k := range t.rules.Key {
+		if _, ok := t.rules.Columns[k]; ok {
+			return fmt.Errorf("pgveil: %s.%s is both %s and a PII column; ANONYMIZE keeps and logs keys, so a key must not be personal data", t.name, k, keyRole(t.rules.Key))
+		}
+	}
+	if t.parent != nil && len(t.rules.Parent.Via) != len(t.parent.rules.Key) {
+		return fmt.Errorf("pgveil: tables.%s.parent.via names %d columns, but the key of %s has %d", t.name, len(t.rules.Parent.Via), t.parent.name, len(t.parent.rules.Key))
 	}
 	for _, col := range t.columns {
 		s := t.rules.Columns[col].Anonymize
@@ -210,12 +215,20 @@ func check(t *target) error {
 			return fmt.Errorf("pgveil: %s.%s: %s derives from the original value; ANONYMIZE refuses it", t.name, col, s.Kind)
 		}
 		switch s.Kind {
-		case rules.Redact, rules.Blank, rules.Nullify, rules.Text, rules.RandomEmail:
+		case rules.Redact, rules.Blank, rules.Nullify, rules.Text, rules.RandomEmail, rules.RandomID:
 		default:
 			return fmt.Errorf("pgveil: %s.%s: ANONYMIZE does not know the strategy %s", t.name, col, s.Kind)
 		}
 	}
 	return nil
+}
+
+// keyRole says what a column of key is, for messages.
+func keyRole(key rules.Columns) string {
+	if len(key) == 1 {
+		return "the key"
+	}
+	return "part of the key " + key.Tuple()
 }
 
 // deparseWhere returns the text of the WHERE condition, to be used on

@@ -106,7 +106,7 @@ func TestPlanDoesNotChangeTheStatement(t *testing.T) {
 
 func TestPlanResolvesUnqualifiedNamesInSearchPathOrder(t *testing.T) {
 	cfg := loadRules(t)
-	cfg.Tables["app.customers"] = &rules.Table{Key: "id", OnAnonymize: "anonymize",
+	cfg.Tables["app.customers"] = &rules.Table{Key: rules.Columns{"id"}, OnAnonymize: "anonymize",
 		Columns: map[string]*rules.Column{"email": {Mask: rules.Strategy{Kind: rules.Redact}, Anonymize: rules.Strategy{Kind: rules.Nullify}}}}
 	st, err := Parse("ANONYMIZE customers WHERE true")
 	if err != nil {
@@ -140,14 +140,14 @@ func TestPlanErrors(t *testing.T) {
 		{"ANONYMIZE customers WHERE x = 'secret'", func(c *rules.Config) {
 			c.Tables["public.conversations"].Columns["subject"].Anonymize = rules.Strategy{Kind: rules.Pseudonym}
 		}, "pgveil: public.conversations.subject: pseudonym derives from the original value"},
-		{"ANONYMIZE customers WHERE x = 'secret'", func(c *rules.Config) { c.Tables["public.customers"].Key = "" },
+		{"ANONYMIZE customers WHERE x = 'secret'", func(c *rules.Config) { c.Tables["public.customers"].Key = nil },
 			"pgveil: table public.customers is not declared in the rules with a key (tables.public.customers.key)"},
-		{"ANONYMIZE customers WHERE x = 'secret'", func(c *rules.Config) { c.Tables["public.recordings"].Key = "" },
+		{"ANONYMIZE customers WHERE x = 'secret'", func(c *rules.Config) { c.Tables["public.recordings"].Key = nil },
 			"pgveil: table public.recordings (reached from public.conversations) needs a key"},
-		{"ANONYMIZE customers WHERE x = 'secret'", func(c *rules.Config) { c.Tables["public.customers"].Key = "email" },
+		{"ANONYMIZE customers WHERE x = 'secret'", func(c *rules.Config) { c.Tables["public.customers"].Key = rules.Columns{"email"} },
 			"pgveil: public.customers.email is both the key and a PII column"},
 		{"ANONYMIZE customers WHERE x = 'secret'", func(c *rules.Config) {
-			c.Tables["public.customers"].Parent = &rules.Parent{Table: "public.recordings", Via: "id"}
+			c.Tables["public.customers"].Parent = &rules.Parent{Table: "public.recordings", Via: rules.Columns{"id"}}
 		}, "pgveil: the parent links of the rules form a cycle through public.customers"},
 		{"ANONYMIZE recordings WHERE x = 'secret'", func(c *rules.Config) { c.Tables["public.recordings"].OnAnonymize = "anonymize" },
 			"pgveil: ANONYMIZE public.recordings would change nothing"},

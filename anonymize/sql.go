@@ -44,7 +44,7 @@ func (g *generator) runSQL(report bool) string {
 	b.WriteString("WITH ")
 	for _, t := range g.targets {
 		b.WriteString(g.matched(t, ",\n"))
-		fmt.Fprintf(&b, "%s(k) AS (\n  %s),\n", t.cte, g.change(t))
+		fmt.Fprintf(&b, "%s(%s) AS (\n  %s),\n", t.cte, keyNames(t), g.change(t))
 	}
 	b.WriteString(g.audit())
 	if report {
@@ -65,7 +65,7 @@ func (g *generator) explainSQL() string {
 			b.WriteString(",\n")
 		}
 		b.WriteString(g.matched(t, ",\n"))
-		fmt.Fprintf(&b, "%s(k) AS (\n  SELECT %s FROM %s WHERE %s)", t.cte, quoteIdent(t.rules.Key), g.from(t), g.pred(t))
+		fmt.Fprintf(&b, "%s(%s) AS (\n  SELECT %s FROM %s WHERE %s)", t.cte, keyNames(t), keyList(t.rules.Key), g.from(t), g.pred(t))
 	}
 	b.WriteString("\nSELECT \"table\", \"key\", \"action\", \"columns\" FROM (")
 	n := 0
@@ -77,8 +77,8 @@ func (g *generator) explainSQL() string {
 			b.WriteString("\n  UNION ALL")
 		}
 		n++
-		fmt.Fprintf(&b, "\n  SELECT %d AS o, pg_catalog.row_number() OVER (ORDER BY k) AS n, %s::text AS \"table\", k::text AS \"key\", %s::text AS \"action\", %s::text AS \"columns\" FROM %s",
-			i, quoteLiteral(t.name), quoteLiteral(t.action()), changedColumns(t), t.cte)
+		fmt.Fprintf(&b, "\n  SELECT %d AS o, pg_catalog.row_number() OVER (ORDER BY %s) AS n, %s::text AS \"table\", %s::text AS \"key\", %s::text AS \"action\", %s::text AS \"columns\" FROM %s",
+			i, keyNames(t), quoteLiteral(t.name), keyJSON(t), quoteLiteral(t.action()), changedColumns(t), t.cte)
 	}
 	b.WriteString("\n) AS r ORDER BY o, n")
 	return b.String()
@@ -87,7 +87,7 @@ func (g *generator) explainSQL() string {
 // change writes the body of a table's CTE: UPDATE or DELETE returning the
 // key, or a SELECT of the keys for a table that only passes the cascade on.
 func (g *generator) change(t *target) string {
-	key := quoteIdent(t.rules.Key)
+	key := keyList(t.rules.Key)
 	switch t.action() {
 	case "delete":
 		return fmt.Sprintf("DELETE FROM %s WHERE %s RETURNING %s", g.from(t), g.pred(t), key)
@@ -126,7 +126,11 @@ func (g *generator) base(t *target) string {
 	if t.parent == nil {
 		return "(" + g.cond + ")"
 	}
-	return fmt.Sprintf("%s = ANY (ARRAY(SELECT k FROM %s))", quoteIdent(t.rules.Parent.Via), passOn(t.parent))
+	via := t.rules.Parent.Via
+	if len(via) == 1 {
+		return fmt.Sprintf("%s = ANY (ARRAY(SELECT k FROM %s))", quoteIdent(via[0]), passOn(t.parent))
+	}
+	return fmt.Sprintf("(%s) IN (SELECT %s FROM %s)", keyList(via), keyNames(t.parent), passOn(t.parent))
 }
 
 // skipsDone reports whether a table without a marker skips the rows whose
@@ -153,7 +157,7 @@ func (g *generator) matched(t *target, sep string) string {
 	if passOn(t) == t.cte || !g.hasChildren(t) {
 		return ""
 	}
-	return fmt.Sprintf("%s(k) AS (\n  SELECT %s FROM %s WHERE %s)%s", passOn(t), quoteIdent(t.rules.Key), g.from(t), g.base(t), sep)
+	return fmt.Sprintf("%s(%s) AS (\n  SELECT %s FROM %s WHERE %s)%s", passOn(t), keyNames(t), keyList(t.rules.Key), g.from(t), g.base(t), sep)
 }
 
 func (g *generator) hasChildren(t *target) bool {
@@ -167,7 +171,8 @@ func (g *generator) hasChildren(t *target) bool {
 
 // alreadyDone writes a condition true when every anonymize column of the
 // row holds what its strategy writes: NULL, the fixed text (compared as
-// text, which json has no equality for), or an address of random_email.
+// text, which json has no equality for), an address of random_email, or
+// an id of random_id.
 func alreadyDone(t *target) string {
 	var parts []string
 	for _, col := range t.columns {
@@ -176,6 +181,9 @@ func alreadyDone(t *target) string {
 		case rules.RandomEmail:
 			parts = append(parts, fmt.Sprintf("CASE WHEN (SELECT %s) THEN COALESCE(%s::text LIKE %s::text, false) ELSE %s IS NULL END",
 				isText(t, col), c, asColumn(t, col, "'anon-%@anonymized.invalid'"), c))
+		case rules.RandomID:
+			parts = append(parts, fmt.Sprintf("CASE WHEN (SELECT %s) THEN COALESCE(pg_catalog.btrim(%s::text, '\"') ~ %s, false) WHEN (SELECT %s) THEN false ELSE %s IS NULL END",
+				isText(t, col), c, quoteLiteral(randomIDPattern), isUUID(t, col), c))
 		case rules.Nullify:
 			parts = append(parts, c+" IS NULL")
 		default:
@@ -210,6 +218,10 @@ func strategyExpr(t *target, col string, s rules.Strategy) string {
 	case rules.RandomEmail:
 		return fmt.Sprintf("CASE WHEN (SELECT %s) THEN %s END", isText(t, col),
 			asColumn(t, col, "'anon-' || pg_catalog.gen_random_uuid() || '@anonymized.invalid'"))
+	case rules.RandomID:
+		return fmt.Sprintf("CASE WHEN (SELECT %s) THEN %s WHEN (SELECT %s) THEN %s END", isText(t, col),
+			asColumn(t, col, "'anon-' || pg_catalog.gen_random_uuid()"), isUUID(t, col),
+			asColumn(t, col, "pg_catalog.gen_random_uuid()::text"))
 	}
 	return "NULL"
 }
@@ -233,6 +245,16 @@ func asColumn(t *target, col, text string) string {
 func isText(t *target, col string) string {
 	return fmt.Sprintf("pg_catalog.pg_typeof((NULL::%s).%s)::pg_catalog.oid = ANY (%s)", qualified(t), quoteIdent(col), textTypes)
 }
+
+// isUUID writes a condition true when the column is a uuid.
+func isUUID(t *target, col string) string {
+	return fmt.Sprintf("pg_catalog.pg_typeof((NULL::%s).%s)::pg_catalog.oid = 2950", qualified(t), quoteIdent(col))
+}
+
+// randomIDPattern matches exactly what random_id writes to a text column.
+// A uuid column cannot tell a random_id from the original value, so a
+// table without a marker anonymizes such rows again.
+const randomIDPattern = "^anon-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 // changedColumns writes the EXPLAIN list of the columns a row change sets.
 func changedColumns(t *target) string {
@@ -259,8 +281,8 @@ func (g *generator) keysObject(action string) string {
 	var parts []string
 	for _, t := range g.targets {
 		if t.action() == action {
-			parts = append(parts, fmt.Sprintf("pg_catalog.jsonb_build_object(%s, (SELECT COALESCE(pg_catalog.jsonb_agg(k ORDER BY k), '[]'::jsonb) FROM %s))",
-				quoteLiteral(t.name), t.cte))
+			parts = append(parts, fmt.Sprintf("pg_catalog.jsonb_build_object(%s, (SELECT COALESCE(pg_catalog.jsonb_agg(%s ORDER BY %s), '[]'::jsonb) FROM %s))",
+				quoteLiteral(t.name), keyJSON(t), keyNames(t), t.cte))
 		}
 	}
 	if len(parts) == 0 {
@@ -279,9 +301,45 @@ func (g *generator) reportSelect() string {
 		}
 	}
 	root := g.targets[0]
+	distinct := keyList(root.rules.Key)
+	if len(root.rules.Key) > 1 {
+		distinct = "(" + distinct + ")"
+	}
 	fmt.Fprintf(&b, "SELECT %s, 'matched', (SELECT pg_catalog.count(DISTINCT %s) FROM %s WHERE (%s))",
-		quoteLiteral(root.name), quoteIdent(root.rules.Key), g.from(root), g.cond)
+		quoteLiteral(root.name), distinct, g.from(root), g.cond)
 	return b.String()
+}
+
+// keyList writes columns as a quoted, comma-separated list.
+func keyList(cols rules.Columns) string {
+	q := make([]string, len(cols))
+	for i, c := range cols {
+		q[i] = quoteIdent(c)
+	}
+	return strings.Join(q, ", ")
+}
+
+// keyNames writes the column names of a target's CTEs, which hold its
+// key: k for a one-column key, k1, k2, ... for a composite one.
+func keyNames(t *target) string {
+	if len(t.rules.Key) == 1 {
+		return "k"
+	}
+	names := make([]string, len(t.rules.Key))
+	for i := range names {
+		names[i] = fmt.Sprintf("k%d", i+1)
+	}
+	return strings.Join(names, ", ")
+}
+
+// keyJSON writes a key of a target's CTE as the audit log and EXPLAIN
+// ANONYMIZE show it: the value for a one-column key, a jsonb array of the
+// values for a composite one.
+func keyJSON(t *target) string {
+	if len(t.rules.Key) == 1 {
+		return "k"
+	}
+	return "pg_catalog.jsonb_build_array(" + keyNames(t) + ")"
 }
 
 // qualified writes a target's schema-qualified, quoted name.

@@ -144,6 +144,8 @@ func (c *testCatalog) functions() {
 	c.fn(&Function{Schema: "public", Name: "hstore", Language: "c", Volatile: 'i', Allowed: true})
 	c.fn(&Function{Schema: "public", Name: "ok_proc", Language: "sql", Volatile: 'v', Allowed: true})
 	c.fn(&Function{Schema: "public", Name: "bad_proc", Language: "plpgsql", Volatile: 'v'})
+	c.fn(&Function{Schema: "information_schema", Name: "_pg_expandarray", Language: "sql", Volatile: 'i', System: true})
+	c.fn(&Function{Schema: "information_schema", Name: "added_later", Language: "sql", Volatile: 'i'})
 }
 
 func (c *testCatalog) rel(r *Relation) { c.rels[r.Schema+"."+r.Name] = r }
@@ -176,5 +178,5 @@ func (c *testCatalog) Function(schema, name string) (*Function, error) {
 	if schema == "" || schema == "pg_catalog" {
 		return &Function{Schema: "pg_catalog", Name: name, Language: "internal", Volatile: 'i'}, nil
 	}
-	return nil, nil
+	return c.funcs[schema+"."+name], nil
 }

@@ -130,7 +130,10 @@ func (a *analyzer) checkFunction(schema, name string, fc *pg.FuncCall, args []li
 }
 
 // allowedFunction refuses a function outside pg_catalog that the rules do
-// not allow, and returns what the catalog knows of it. A name the catalog
+// not allow, and returns what the catalog knows of it. information_schema's
+// own helpers (created by initdb) are allowed on values that are not PII:
+// pgJDBC's getPrimaryKeys and getIndexInfo call _pg_expandarray on
+// pg_index.indkey; on a PII value they are refused like any SQL function. A name the catalog
 // does not know does not exist (the server raises the error) or is a
 // column read in function notation; but a call of an unknown function on
 // a PII-derived value is refused (withPII): the function may exist by the
@@ -152,6 +155,8 @@ func (a *analyzer) allowedFunction(schema, name string, withPII lineage) *Functi
 			"the function may exist by the time the statement runs")
 	case f == nil || f.Allowed || f.Schema == "pg_catalog":
 		return f
+	case f.System && f.Schema == "information_schema" && !withPII.pii():
+		return f // initdb's own SQL helpers, on values that are not PII
 	}
 	a.refuse("function "+f.Schema+"."+f.Name, "language "+f.Language+"; not in allow_functions")
 	return nil

@@ -53,4 +53,8 @@ type Function struct {
 	Volatile byte
 	// Allowed is true when the rules allowlist the function by name.
 	Allowed bool
+	// System is true when the function, and every other candidate of its
+	// name on the path, was created by initdb (information_schema's
+	// helpers such as _pg_expandarray, which JDBC drivers call).
+	System bool
 }

@@ -166,6 +166,33 @@
 // must keep the Outputs (or AllColumns) of each DECLARE and PREPARE.
 // ChangesCatalog tells it to drop cached catalog entries.
 //
+// # One value per database
+//
+// Everything the guard knows of a database lives in one Database value
+// (database.go), looked up by the session's database, never process-wide:
+// the proxy's own pool to it (admin_dsn or the libpq environment give the
+// server, role and password; the database is always the session's), its
+// catalog reader with the rules of that database (rules.Config.ForDatabase:
+// its own tables under databases:, else the top-level ones), the errors
+// rules.Check finds there, and whether its ANONYMIZE audit log is ready.
+//
+// A session holds its Database from Open (or UseDatabase, for a session
+// that is not masked but may run ANONYMIZE) until Close, so a pool in use
+// is never closed. Pools open on first use, hold at most poolConns
+// connections, each closed after poolIdle unused; a database nobody holds
+// is closed after databaseIdle, or sooner, least recently used first, when
+// more than maxDatabases are open. The pool and audit state outlive a
+// reload; the catalog reader and check results are per rules generation.
+//
+// The check runs when a database is first used under a generation (the
+// first session after start or a reload waits for it; serve runs it at
+// start and reload for the databases it knows of). Its errors are logged
+// once per generation, and Refusal turns those of the table an ANONYMIZE
+// names, or of any table its cascade reaches, into the refusal, in check's
+// words. A check that cannot run refuses every ANONYMIZE there and is tried
+// again by the next session. Masking never depends on the check: a
+// relation whose rules do not fit its columns fails closed in applyRules.
+//
 // # Known limits
 //
 //   - Errors are a one-bit channel. Computations that can fail on a value

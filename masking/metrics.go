@@ -26,8 +26,8 @@ type Metrics struct {
 func (g *Guard) Metrics() *Metrics { return g.metrics }
 
 // RegisterMetrics creates the guard's metrics and registers them with reg:
-// values masked per column, rejections per reason, and the analysis
-// cache's hits and misses. Call it before the guard opens sessions.
+// values masked per column, rejections per reason, the analysis cache's
+// hits and misses, and the databases open and in use. Call it before the guard opens sessions.
 func (g *Guard) RegisterMetrics(reg prometheus.Registerer) {
 	m := &Metrics{
 		ValuesMasked: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -49,7 +49,13 @@ func (g *Guard) RegisterMetrics(reg prometheus.Registerer) {
 	misses := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "pgveil_plan_cache_misses_total", Help: "Query texts parsed and analysed (not found in the plan cache)."},
 		func() float64 { return float64(g.misses.Load()) })
-	reg.MustRegister(m.ValuesMasked, m.Rejected, m.AnonymizedRows, hits, misses)
+	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pgveil_databases_open", Help: "Databases the proxy has its own connection pool to (catalog reads, checks, audit log)."},
+		func() float64 { n, _ := g.DatabaseCounts(); return float64(n) })
+	held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pgveil_databases_in_use", Help: "Databases of pgveil_databases_open that sessions use now; the others close when idle."},
+		func() float64 { _, n := g.DatabaseCounts(); return float64(n) })
+	reg.MustRegister(m.ValuesMasked, m.Rejected, m.AnonymizedRows, hits, misses, open, held)
 	g.metrics = m
 }
 

@@ -182,9 +182,10 @@ func columnIndex(cols []Column, name string) int {
 // server picks among overloads by argument types, which the analyser does
 // not know, so any candidate outside pg_catalog (say a public.upper(varchar)
 // created to shadow the built-in for some argument type) is the one
-// reported.
+// reported. The last column tells whether every candidate was created by
+// initdb (an OID below FirstNormalObjectId, 16384), which no role can fake.
 const functionSQL = `
-SELECT n.nspname, p.proname, l.lanname, p.provolatile::text
+SELECT n.nspname, p.proname, l.lanname, p.provolatile::text, pg_catalog.bool_and(p.oid < 16384) OVER ()
 FROM pg_catalog.pg_proc p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 JOIN pg_catalog.pg_language l ON l.oid = p.prolang
@@ -205,7 +206,7 @@ func (c *dbCatalog) readFunction(schemas []string, name string) (*Function, erro
 	defer cancel()
 	var fn Function
 	var volatile string
-	err := c.pool.QueryRow(ctx, functionSQL, name, schemas).Scan(&fn.Schema, &fn.Name, &fn.Language, &volatile)
+	err := c.pool.QueryRow(ctx, functionSQL, name, schemas).Scan(&fn.Schema, &fn.Name, &fn.Language, &volatile, &fn.System)
 	if err != nil {
 		if strings.Contains(err.Error(), "no rows") {
 			return nil, nil

@@ -1,11 +1,9 @@
 package masking
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -17,7 +15,6 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/jackc/pgx/v5/pgproto3"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgveil/pgveil/rules"
 )
@@ -33,15 +30,15 @@ type Guard struct {
 	key     []byte   // PGVEIL_PSEUDONYM_KEY
 	metrics *Metrics // nil until RegisterMetrics
 
-	mu     sync.Mutex
-	cfg    *rules.Config
-	gen    uint64                             // bumped on every reload: cached plans of older rules are not reused
-	dbs    map[string]*dbCatalog              // for the current rules
-	pools  map[string]*pgxpool.Pool           // by database, kept across reloads
-	plans  *expirable.LRU[string, cachedPlan] // as fresh as the catalog they read
-	texts  *lru.Cache[string, rewrittenText]  // by client text: what the server runs instead
-	hits   atomic.Uint64
-	misses atomic.Uint64
+	mu           sync.Mutex
+	cfg          *rules.Config
+	gen          uint64               // bumped on every reload: cached plans of older rules are not reused
+	dbs          map[string]*Database // by name, kept across reloads (database.go)
+	maxDatabases int
+	plans        *expirable.LRU[string, cachedPlan] // as fresh as the catalog they read
+	texts        *lru.Cache[string, rewrittenText]  // by client text: what the server runs instead
+	hits         atomic.Uint64
+	misses       atomic.Uint64
 }
 
 // cachedPlan is an analysis or a rejection.
@@ -63,7 +60,7 @@ type rewrittenText struct {
 func NewGuard(cfg *rules.Config, log *slog.Logger) *Guard {
 	plans := expirable.NewLRU[string, cachedPlan](planCacheSize, nil, catalogTTL)
 	texts, _ := lru.New[string, rewrittenText](planCacheSize) // fails only for a size <= 0
-	return &Guard{log: log, cfg: cfg, dbs: map[string]*dbCatalog{}, pools: map[string]*pgxpool.Pool{}, plans: plans,
+	return &Guard{log: log, cfg: cfg, dbs: map[string]*Database{}, maxDatabases: maxDatabases, plans: plans,
 		texts: texts, key: []byte(os.Getenv("PGVEIL_PSEUDONYM_KEY"))}
 }
 
@@ -74,7 +71,6 @@ func (g *Guard) Reload(cfg *rules.Config) {
 	defer g.mu.Unlock()
 	g.cfg = cfg
 	g.gen++
-	g.dbs = map[string]*dbCatalog{}
 	g.plans.Purge()
 }
 
@@ -82,10 +78,10 @@ func (g *Guard) Reload(cfg *rules.Config) {
 func (g *Guard) Close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for _, p := range g.pools {
-		p.Close()
+	for _, d := range g.dbs {
+		d.pool.Close()
 	}
-	g.pools = map[string]*pgxpool.Pool{}
+	g.dbs = map[string]*Database{}
 }
 
 // CacheStats returns the analysis cache's hits and misses so far.
@@ -113,14 +109,15 @@ func (g *Guard) Open(user, database string, params map[string]string, exec func(
 	if rows[0][1] != "on" {
 		return nil, errors.New("pgveil: masked roles need standard_conforming_strings = on")
 	}
-	db, err := g.catalog(cfg, gen, database)
+	d, err := g.UseDatabase(database)
 	if err != nil {
 		return nil, err
 	}
+	db := d.catalog(cfg, gen)
 	db.protectedColumns() // loaded now, while blocking is allowed
 	path := searchPath(rows[0][0], user)
 	s := newSession(g, user, database, &sessionCatalog{db: db, path: path}, path)
-	s.cfg, s.gen, s.db = cfg, gen, db
+	s.cfg, s.gen, s.db, s.d = cfg, gen, db, d
 	return s, nil
 }
 
@@ -128,49 +125,6 @@ func (g *Guard) Open(user, database string, params map[string]string, exec func(
 func newSession(g *Guard, user, database string, cat Catalog, path []string) *Session {
 	return &Session{g: g, cfg: g.cfg, gen: g.gen, user: user, database: database, cat: cat, path: path,
 		pathKey: fmt.Sprint(path), cursors: map[string][]Output{}, prepared: map[string][]Output{}}
-}
-
-// catalog returns the catalog reader of a database, connecting on first use.
-func (g *Guard) catalog(cfg *rules.Config, gen uint64, database string) (*dbCatalog, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if c := g.dbs[database]; c != nil && g.gen == gen {
-		return c, nil
-	}
-	pool := g.pools[database]
-	if pool == nil {
-		var err error
-		if pool, err = g.connect(cfg, database); err != nil {
-			return nil, err
-		}
-		g.pools[database] = pool
-	}
-	c := newDBCatalog(pool, cfg)
-	if g.gen == gen {
-		g.dbs[database] = c
-	}
-	return c, nil
-}
-
-// connect opens the proxy's own pool to a database: admin_dsn when given,
-// else the libpq environment, with the upstream as the default host.
-func (g *Guard) connect(cfg *rules.Config, database string) (*pgxpool.Pool, error) {
-	pc, err := pgxpool.ParseConfig(cfg.AdminDSN)
-	if err != nil {
-		return nil, fmt.Errorf("pgveil: admin_dsn: %w", err)
-	}
-	if cfg.AdminDSN == "" && os.Getenv("PGHOST") == "" {
-		host, port, _ := net.SplitHostPort(cfg.Upstream)
-		pc.ConnConfig.Host = host
-		fmt.Sscan(port, &pc.ConnConfig.Port)
-	}
-	pc.ConnConfig.Database = database
-	pc.MaxConns = 4
-	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
-	if err != nil {
-		return nil, fmt.Errorf("pgveil: connecting to read the catalog of %s: %w", database, err)
-	}
-	return pool, nil
 }
 
 // Session is the masking policy of one masked session. Its methods are
@@ -184,6 +138,7 @@ type Session struct {
 	database string
 	cat      Catalog
 	db       *dbCatalog // the live catalog behind cat; nil in tests
+	d        *Database  // the database db reads; nil in tests
 	path     []string
 	pathKey  string
 	keyBuf   []byte
@@ -355,13 +310,10 @@ func (s *Session) refresh() error {
 	s.g.mu.Lock()
 	cfg, gen := s.g.cfg, s.g.gen
 	s.g.mu.Unlock()
-	if gen == s.gen {
+	if gen == s.gen || s.d == nil {
 		return nil
 	}
-	db, err := s.g.catalog(cfg, gen, s.database)
-	if err != nil {
-		return err
-	}
+	db := s.d.catalog(cfg, gen)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cfg, s.gen, s.db = cfg, gen, db
@@ -718,6 +670,16 @@ func (g *Guard) Config() *rules.Config {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.cfg
+}
+
+// Database returns the session's database (nil for a session made in tests).
+func (s *Session) Database() *Database { return s.d }
+
+// Close releases the session's database. Call it once, when the session ends.
+func (s *Session) Close() {
+	if s.d != nil {
+		s.d.Release()
+	}
 }
 
 // SearchPath returns the schemas the session resolves names in.

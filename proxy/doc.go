@@ -137,4 +137,14 @@
 // stops accepting, ends idle sessions at once with FATAL 57P01, lets busy
 // ones reach their next ReadyForQuery, and closes the rest when the
 // shutdown timeout passes.
+//
+// In a masked session, the server's errors and notices of a statement the
+// Policy says may quote protected values (ScrubErrors) are scrubbed: the
+// client gets the severity, the SQLSTATE and a generic message. Errors of
+// the SQLSTATEs in plainerrors.go, whose server texts name only catalog
+// objects or quote the client's own text, keep their message, hint and
+// position, unless their CONTEXT, internal query or missing position shows
+// that a function, a trigger or a run-time name lookup raised them. The
+// list is PostgreSQL knowledge, not SQL meaning, so it is kept here and not
+// in the Policy.
 package proxy

@@ -127,14 +127,18 @@ func rejectionMessage(dst []byte, err error) []byte {
 }
 
 // scrubbedMessage replaces every field of an error or notice that could
-// quote data with a generic text naming the SQLSTATE.
+// quote data with a generic text naming the SQLSTATE. An error whose text
+// cannot quote a value keeps its message and hint (plainerrors.go).
 func scrubbedMessage(dst, msg []byte) ([]byte, error) {
 	var e pgproto3.ErrorResponse
 	if err := e.Decode(msg[headerLen:]); err != nil {
 		return dst, &protocolError{fmt.Errorf("malformed error message: %w", err)}
 	}
-	clean := pgproto3.ErrorResponse{Severity: e.Severity, SeverityUnlocalized: e.SeverityUnlocalized, Code: e.Code,
-		Message: fmt.Sprintf("pgveil: the error message (SQLSTATE %s) was withheld because the statement reads protected columns", e.Code)}
+	clean, plain := plainError(&e)
+	if !plain || msg[0] != 'E' {
+		clean = pgproto3.ErrorResponse{Severity: e.Severity, SeverityUnlocalized: e.SeverityUnlocalized, Code: e.Code,
+			Message: fmt.Sprintf("pgveil: the error message (SQLSTATE %s) was withheld because the statement reads protected columns", e.Code)}
+	}
 	out, err := clean.Encode(dst)
 	if msg[0] == 'N' && err == nil {
 		out[len(dst)] = 'N'

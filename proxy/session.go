@@ -66,7 +66,11 @@ func newSession(srv *Server, c net.Conn) *session {
 // serve runs the session to its end.
 func (s *session) serve() {
 	defer s.close()
-	if err := s.setup(); err != nil || s.upstream == nil {
+	err := s.setup()
+	if m := s.masking; m != nil {
+		defer m.policy.Close() // after the relay, on a loop or not, or a setup that failed late
+	}
+	if err != nil || s.upstream == nil {
 		s.endWith(err) // a nil error with no upstream was a cancel request
 		return
 	}
@@ -115,7 +119,6 @@ func (s *session) relay() {
 	}
 	var fromClient, fromServer handler = clientHandler{s}, &serverHandler{s: s}
 	if m := s.masking; m != nil {
-		defer m.policy.Close()
 		fromClient, fromServer = maskedClient{m}, maskedServer{m, &serverHandler{s: s}}
 	}
 	s.fromServer.dst = lockedWriter{s}

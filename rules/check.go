@@ -92,6 +92,7 @@ func Check(ctx context.Context, cfg *Config, conn *pgx.Conn) (problems []Problem
 	for i := range c.problems {
 		c.problems[i].File = cfg.Path
 	}
+	cfg.scoped(c.problems)
 	sort.SliceStable(c.problems, func(i, j int) bool {
 		a, b := c.problems[i], c.problems[j]
 		if a.Key != b.Key {
@@ -144,6 +145,28 @@ func (c *checker) run() error {
 	return c.checkRoles()
 }
 
+// checkKey checks that the key's columns exist and that one unique
+// constraint or index makes them unique together.
+func (c *checker) checkKey(key, name string, cols Columns, rel *relation) {
+	if len(cols) == 0 {
+		return
+	}
+	nums, missing := rel.nums(cols)
+	if missing != "" {
+		c.errorf(key, "no such column %s in %s", missing, name)
+		return
+	}
+	if rel.uniqueWithin(nums) != nil {
+		return
+	}
+	alone := ""
+	if len(cols) == 1 {
+		alone = " by itself"
+	}
+	c.errorf(key, "%s is not unique%s: no primary key, unique constraint or unique index covers %s alone%s; ANONYMIZE needs it to name exactly one row",
+		cols, alone, cols.Tuple(), rel.coveringHint(nums))
+}
+
 // checkTable checks that the table exists and that its key, marker and
 // columns fit it.
 func (c *checker) checkTable(key, name string, t *Table, rel *relation) {
@@ -161,15 +184,8 @@ func (c *checker) checkTable(key, name string, t *Table, rel *relation) {
 		return
 	}
 	c.checkAncestors(key, name, t, rel)
-	var keyCol, marker *attribute
-	if t.Key != "" {
-		if keyCol = rel.cols[t.Key]; keyCol == nil {
-			c.errorf(key+".key", "no such column %s in %s", t.Key, name)
-		} else if rel.uniqueAlone(keyCol.num) == nil {
-			c.errorf(key+".key", "%s is not unique by itself: no primary key, unique constraint or unique index covers (%s) alone%s; ANONYMIZE needs it to name exactly one row",
-				t.Key, t.Key, rel.coveringHint(keyCol.num))
-		}
-	}
+	var marker *attribute
+	c.checkKey(key+".key", name, t.Key, rel)
 	if t.AnonymizedMarker != "" {
 		if marker = rel.cols[t.AnonymizedMarker]; marker == nil {
 			c.errorf(key+".anonymized_marker", "no such column %s in %s", t.AnonymizedMarker, name)
@@ -203,8 +219,8 @@ func (c *checker) checkTable(key, name string, t *Table, rel *relation) {
 // declared ancestor protects (checkAncestors reports those).
 func (c *checker) checkUnruled(key string, t *Table, rel *relation) {
 	for _, name := range sortedKeys(rel.cols) {
-		if _, ruled := t.Columns[name]; ruled || name == t.Key || name == t.AnonymizedMarker ||
-			(t.Parent != nil && name == t.Parent.Via) || c.ancestorRules(rel, name) {
+		if _, ruled := t.Columns[name]; ruled || t.Key.Has(name) || name == t.AnonymizedMarker ||
+			(t.Parent != nil && t.Parent.Via.Has(name)) || c.ancestorRules(rel, name) {
 			continue
 		}
 		a := rel.cols[name]
@@ -258,10 +274,25 @@ func maskFits(a *attribute) []string {
 
 // anonymizeFits lists the anonymize strategies that fit a column's type.
 func anonymizeFits(a *attribute) []string {
-	if a.isText() {
-		return []string{"redact", "nullify", "blank", "text:<fixed>", "random_email"}
+	switch {
+	case a.isText():
+		return []string{"redact", "nullify", "blank", "text:<fixed>", "random_email", "random_id"}
+	case a.isUUID():
+		return []string{"random_id", "redact (writes NULL)", "nullify"}
 	}
 	return []string{"redact (writes NULL)", "nullify"}
+}
+
+// uniqueFits names the anonymize strategies that keep a unique column
+// unique.
+func uniqueFits(a *attribute) string {
+	switch {
+	case a.isText():
+		return "random_id (or random_email for an address)"
+	case a.isUUID():
+		return "random_id"
+	}
+	return "none writes distinct " + a.typ + " values; leave anonymize out"
 }
 
 // checkAnonymize checks that ANONYMIZE can write strategy s to column a.
@@ -273,10 +304,10 @@ func (c *checker) checkAnonymize(key string, t *Table, rel *relation, s Strategy
 	// Keys are never anonymized: the rows would lose their identity or
 	// their links.
 	switch {
-	case a.name == t.Key:
-		c.errorf(key, "%s is the table's key%s; keys are never anonymized", a.name, rel.constraintSuffix(a.num))
+	case t.Key.Has(a.name):
+		c.errorf(key, "%s is %s%s; keys are never anonymized", a.name, keyRole(t.Key), rel.constraintSuffix(t.Key))
 		return
-	case t.Parent != nil && a.name == t.Parent.Via:
+	case t.Parent != nil && t.Parent.Via.Has(a.name):
 		c.errorf(key, "%s is parent.via, the link to %s%s; keys are never anonymized", a.name, t.Parent.Table, rel.fkSuffix(a.num))
 		return
 	case a.name == t.AnonymizedMarker:
@@ -289,6 +320,11 @@ func (c *checker) checkAnonymize(key string, t *Table, rel *relation, s Strategy
 	}
 	writesNull := s.Kind == Nullify || (s.Kind == Redact && !a.isText())
 	switch s.Kind {
+	case RandomID:
+		if !a.isText() && !a.isUUID() {
+			c.errorf(key, "%s does not fit %s %s (fits: %s)", s, a.name, a.typ, strings.Join(anonymizeFits(a), ", "))
+			return
+		}
 	case RandomEmail, Blank, Text:
 		if !a.isText() {
 			c.errorf(key, "%s does not fit %s %s (fits: %s)", s, a.name, a.typ, strings.Join(anonymizeFits(a), ", "))
@@ -309,11 +345,11 @@ func (c *checker) checkAnonymize(key string, t *Table, rel *relation, s Strategy
 			continue
 		}
 		if isFixed {
-			c.errorf(key, "%s writes the same value %s to every anonymized row, but %s is in %s; only random_email or nullify fit a unique column", s, quoteLiteral(fixed), a.name, u.describe())
+			c.errorf(key, "%s writes the same value %s to every anonymized row, but %s is in %s; use %s, which writes a fresh value to each row", s, quoteLiteral(fixed), a.name, u.describe(), uniqueFits(a))
 			break
 		}
 		if writesNull && u.nullsNotDistinct {
-			c.errorf(key, "%s writes NULL to every anonymized row, but %s is in %s, which is NULLS NOT DISTINCT; only random_email fits", s, a.name, u.describe())
+			c.errorf(key, "%s writes NULL to every anonymized row, but %s is in %s, which is NULLS NOT DISTINCT; use %s", s, a.name, u.describe(), uniqueFits(a))
 			break
 		}
 	}
@@ -328,10 +364,12 @@ func (c *checker) checkAnonymize(key string, t *Table, rel *relation, s Strategy
 // nonNullHint says which anonymize strategies fit a NOT NULL column.
 func (r *relation) nonNullHint(a *attribute) string {
 	switch {
-	case a.isText() && slices.ContainsFunc(r.uniques, func(u uniqueIndex) bool { return u.covers(a.num) }):
-		return "fits: random_email"
+	case (a.isText() || a.isUUID()) && slices.ContainsFunc(r.uniques, func(u uniqueIndex) bool { return u.covers(a.num) }):
+		return "fits: " + uniqueFits(a)
 	case a.isText():
-		return "fits: redact, blank, text:<fixed>, random_email"
+		return "fits: redact, blank, text:<fixed>, random_email, random_id"
+	case a.isUUID():
+		return "fits: random_id"
 	}
 	return "no strategy writes a non-NULL " + a.typ + ": leave anonymize out, or drop NOT NULL"
 }
@@ -357,7 +395,7 @@ func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''
 // checkParent checks the parent link of a child table.
 func (c *checker) checkParent(key, name string, t *Table, rel *relation) {
 	p := t.Parent
-	if p == nil || p.Table == "" || p.Via == "" {
+	if p == nil || p.Table == "" || len(p.Via) == 0 {
 		return // validate reports a parent without table or via
 	}
 	pt, declared := c.cfg.Tables[p.Table]
@@ -369,26 +407,27 @@ func (c *checker) checkParent(key, name string, t *Table, rel *relation) {
 	if prel == nil {
 		c.errorf(key+".parent.table", "%s does not exist in the database", p.Table)
 	}
-	var via *attribute
+	var via []int16
 	if rel != nil {
-		if via = rel.cols[p.Via]; via == nil {
-			c.errorf(key+".parent.via", "no such column %s in %s", p.Via, name)
+		var missing string
+		if via, missing = rel.nums(p.Via); missing != "" {
+			c.errorf(key+".parent.via", "no such column %s in %s", missing, name)
 		}
 	}
-	if pt.Key == "" {
+	if len(pt.Key) == 0 {
 		c.errorf(key+".parent.table", "%s declares no key; ANONYMIZE finds the rows of %s by matching %s to the parent's key", p.Table, name, p.Via)
 		return
 	}
-	if via == nil || prel == nil {
-		return
+	if via == nil || prel == nil || len(pt.Key) != len(p.Via) {
+		return // a length mismatch is reported by validate
 	}
-	pkey := prel.cols[pt.Key]
-	if pkey == nil {
+	pkey, missing := prel.nums(pt.Key)
+	if missing != "" {
 		return // reported at the parent's key
 	}
-	if !rel.hasForeignKey(via.num, prel.oid, pkey.num) {
-		c.warnf(key+".parent.via", "no foreign key from %s.%s to %s.%s; ANONYMIZE still cascades by value, but nothing keeps the link consistent",
-			name, p.Via, p.Table, pt.Key)
+	if !rel.hasForeignKey(via, prel.oid, pkey) {
+		c.warnf(key+".parent.via", "no foreign key from %s to %s; ANONYMIZE still cascades by value, but nothing keeps the link consistent",
+			columnsOf(name, p.Via), columnsOf(p.Table, pt.Key))
 	}
 }
 
@@ -517,6 +556,9 @@ func (a *attribute) isText() bool {
 	return a.isBase("text", "varchar", "bpchar", "name") || a.base == "citext"
 }
 
+// isUUID reports whether the column is a uuid, which random_id fits.
+func (a *attribute) isUUID() bool { return a.isBase("uuid") }
+
 // isTemporal reports whether generalize fits the column.
 func (a *attribute) isTemporal() bool { return a.isBase("date", "timestamp", "timestamptz") }
 
@@ -553,38 +595,113 @@ func (f foreignKey) describe() string {
 		f.relName, strings.Join(f.colNames, ", "), f.refName, strings.Join(f.refColNames, ", "))
 }
 
-// uniqueAlone returns the unique index that makes column num unique by
-// itself: no other column, no expression, no predicate.
-func (r *relation) uniqueAlone(num int16) *uniqueIndex {
+// uniqueWithin returns a unique index that makes the columns nums unique
+// together: all its columns are among them, and it has no expression and
+// no predicate.
+func (r *relation) uniqueWithin(nums []int16) *uniqueIndex {
 	for i, u := range r.uniques {
-		if len(u.keyCols) == 1 && u.keyCols[0] == num && len(u.exprCols) == 0 && !u.partial {
+		if len(u.keyCols) > 0 && len(u.exprCols) == 0 && !u.partial && allIn(u.keyCols, nums) {
 			return &r.uniques[i]
 		}
 	}
 	return nil
 }
 
-// coveringHint names the unique indexes that cover num, but not alone.
-func (r *relation) coveringHint(num int16) string {
+// uniqueAlone returns the unique index that makes column num unique by
+// itself: no other column, no expression, no predicate.
+func (r *relation) uniqueAlone(num int16) *uniqueIndex {
+	return r.uniqueWithin([]int16{num})
+}
+
+func allIn(cols, set []int16) bool {
+	for _, c := range cols {
+		if !slices.Contains(set, c) {
+			return false
+		}
+	}
+	return true
+}
+
+// nums returns the numbers of the named columns, or the first name that
+// is not a column.
+func (r *relation) nums(cols Columns) (nums []int16, missing string) {
+	for _, name := range cols {
+		a := r.cols[name]
+		if a == nil {
+			return nil, name
+		}
+		nums = append(nums, a.num)
+	}
+	return nums, ""
+}
+
+// names returns the names of columns nums, in order.
+func (r *relation) names(nums []int16) Columns {
+	var out Columns
+	for _, n := range nums {
+		for name, a := range r.cols {
+			if a.num == n {
+				out = append(out, name)
+			}
+		}
+	}
+	return out
+}
+
+// coveringHint names the unique indexes that cover some of nums, but only
+// with more columns, an expression or a predicate, and suggests the key a
+// plain one of them makes.
+func (r *relation) coveringHint(nums []int16) string {
 	var names []string
+	var wider Columns
 	for _, u := range r.uniques {
-		if u.covers(num) {
-			names = append(names, u.describe())
+		if !slices.ContainsFunc(nums, u.covers) {
+			continue
+		}
+		names = append(names, u.describe())
+		if wider == nil && len(u.exprCols) == 0 && !u.partial && allIn(nums, u.keyCols) {
+			wider = r.names(u.keyCols)
 		}
 	}
 	if len(names) == 0 {
 		return ""
 	}
-	return fmt.Sprintf(" (%s %s it only with more columns, an expression or a WHERE clause)",
+	hint := fmt.Sprintf(" (%s %s it only with more columns, an expression or a WHERE clause)",
 		strings.Join(names, ", "), plural(len(names), "covers", "cover"))
+	if wider != nil {
+		hint += fmt.Sprintf("; declare key: %s", wider)
+	}
+	return hint
 }
 
-// constraintSuffix names the constraint that makes num unique, for messages.
-func (r *relation) constraintSuffix(num int16) string {
-	if u := r.uniqueAlone(num); u != nil {
+// constraintSuffix names the constraint that makes the key unique, for
+// messages.
+func (r *relation) constraintSuffix(key Columns) string {
+	nums, missing := r.nums(key)
+	if missing != "" {
+		return ""
+	}
+	if u := r.uniqueWithin(nums); u != nil {
 		return " (" + u.describe() + ")"
 	}
 	return ""
+}
+
+// columnsOf names the columns of a table for messages: public.t.id, or
+// public.t(id, started_at).
+func columnsOf(table string, cols Columns) string {
+	if len(cols) == 1 {
+		return table + "." + cols[0]
+	}
+	return table + cols.Tuple()
+}
+
+// keyRole says what a column of key is, for messages.
+func keyRole(key Columns) string {
+	if len(key) == 1 {
+		return "the table's key"
+	}
+	return "part of the table's key " + key.Tuple()
 }
 
 // fkSuffix names the foreign keys num takes part in, for messages.
@@ -606,11 +723,11 @@ func (r *relation) fksUsing(num int16) []string {
 	return out
 }
 
-// hasForeignKey reports whether a foreign key links column col alone to
-// column refCol of relation ref.
-func (r *relation) hasForeignKey(col int16, ref uint32, refCol int16) bool {
+// hasForeignKey reports whether a foreign key links exactly columns cols
+// to columns refCols of relation ref, in that order.
+func (r *relation) hasForeignKey(cols []int16, ref uint32, refCols []int16) bool {
 	for _, f := range r.fks {
-		if f.rel == r.oid && f.refRel == ref && slices.Equal(f.cols, []int16{col}) && slices.Equal(f.refCols, []int16{refCol}) {
+		if f.rel == r.oid && f.refRel == ref && slices.Equal(f.cols, cols) && slices.Equal(f.refCols, refCols) {
 			return true
 		}
 	}

@@ -157,29 +157,29 @@ func TestCheckFindsEachProblem(t *testing.T) {
 		{"random_email on integer", func(c *Config) { people(c).Columns["age"] = col("redact", "random_email") },
 			[]want{{"tables.public.people.columns.age.anonymize", "random_email does not fit age integer (fits: redact (writes NULL), nullify)", false}}},
 		{"nullify on NOT NULL", func(c *Config) { people(c).Columns["name"] = col("redact", "nullify") },
-			[]want{{"tables.public.people.columns.name.anonymize", "nullify writes NULL, but column name is NOT NULL (fits: redact, blank, text:<fixed>, random_email)", false}}},
+			[]want{{"tables.public.people.columns.name.anonymize", "nullify writes NULL, but column name is NOT NULL (fits: redact, blank, text:<fixed>, random_email, random_id)", false}}},
 		{"redact on a NOT NULL integer", func(c *Config) { people(c).Columns["score"] = col("redact", "redact") },
 			[]want{{"tables.public.people.columns.score.anonymize", "redact writes NULL, but column score is NOT NULL", false}}},
 		{"nullify on a NOT NULL domain", func(c *Config) { people(c).Columns["pin"] = col("redact", "nullify") },
 			[]want{{"tables.public.people.columns.pin.anonymize", "nullify writes NULL, but the domain short_code of column pin is NOT NULL", false}}},
 		{"fixed value on a unique constraint", func(c *Config) { people(c).Columns["email"] = col("email", "redact") },
-			[]want{{"tables.public.people.columns.email.anonymize", "redact writes the same value '***' to every anonymized row, but email is in unique constraint people_email_key; only random_email or nullify fit", false}}},
+			[]want{{"tables.public.people.columns.email.anonymize", "redact writes the same value '***' to every anonymized row, but email is in unique constraint people_email_key; use random_id (or random_email for an address), which writes a fresh value", false}}},
 		{"fixed value on a unique expression index", func(c *Config) { people(c).Columns["handle"] = col("redact", "blank") },
 			[]want{{"tables.public.people.columns.handle.anonymize", "handle is in unique index people_handle_lower", false}}},
 		{"nullify on NULLS NOT DISTINCT", func(c *Config) {
-			c.Tables["public.tokens"] = &Table{Key: "id", OnAnonymize: "anonymize", Columns: map[string]*Column{"token": col("redact", "nullify")}}
-		}, []want{{"tables.public.tokens.columns.token.anonymize", "which is NULLS NOT DISTINCT; only random_email fits", false}}},
+			c.Tables["public.tokens"] = &Table{Key: Columns{"id"}, OnAnonymize: "anonymize", Columns: map[string]*Column{"token": col("redact", "nullify")}}
+		}, []want{{"tables.public.tokens.columns.token.anonymize", "which is NULLS NOT DISTINCT; use random_id", false}}},
 		{"text longer than varchar(n)", func(c *Config) { people(c).Columns["nick"] = col("redact", "text:anonymous") },
 			[]want{{"tables.public.people.columns.nick.anonymize", "text:anonymous writes 9 characters, but column nick is character varying(5)", false}}},
 		{"text longer than char(n)", func(c *Config) { people(c).Columns["code"] = col("redact", "text:abcd") },
 			[]want{{"tables.public.people.columns.code.anonymize", "text:abcd writes 4 characters, but column code is character(3)", false}}},
-		{"missing key", func(c *Config) { people(c).Key = "ident" },
+		{"missing key", func(c *Config) { people(c).Key = Columns{"ident"} },
 			[]want{{"tables.public.people.key", "no such column ident in public.people", false}}},
 		{"key without a unique index", func(c *Config) {
-			c.Tables["public.loose"] = &Table{Key: "id", OnAnonymize: "anonymize", Columns: map[string]*Column{"note": col("redact", "")}}
+			c.Tables["public.loose"] = &Table{Key: Columns{"id"}, OnAnonymize: "anonymize", Columns: map[string]*Column{"note": col("redact", "")}}
 		}, []want{{"tables.public.loose.key", "id is not unique by itself: no primary key, unique constraint or unique index covers (id) alone; ANONYMIZE needs it to name exactly one row", false}}},
 		{"key in a composite unique constraint", func(c *Config) {
-			c.Tables["public.pair"] = &Table{Key: "a", OnAnonymize: "anonymize", Columns: map[string]*Column{"t": col("redact", "")}}
+			c.Tables["public.pair"] = &Table{Key: Columns{"a"}, OnAnonymize: "anonymize", Columns: map[string]*Column{"t": col("redact", "")}}
 		}, []want{{"tables.public.pair.key", "a is not unique by itself: no primary key, unique constraint or unique index covers (a) alone (unique constraint pair_a_b_key covers it only with more columns, an expression or a WHERE clause)", false}}},
 		{"missing marker", func(c *Config) { people(c).AnonymizedMarker = "anonymised_at" },
 			[]want{{"tables.public.people.anonymized_marker", "no such column anonymised_at in public.people", false}}},
@@ -188,18 +188,18 @@ func TestCheckFindsEachProblem(t *testing.T) {
 		{"parent not declared", func(c *Config) { c.Tables["public.accounts"].Parent.Table = "public.persons" },
 			[]want{{"tables.public.accounts.parent.table", "public.persons is not declared under tables", false}}},
 		{"parent missing from the database", func(c *Config) {
-			c.Tables["public.ghosts"] = &Table{Key: "id", OnAnonymize: "anonymize"}
+			c.Tables["public.ghosts"] = &Table{Key: Columns{"id"}, OnAnonymize: "anonymize"}
 			c.Tables["public.accounts"].Parent.Table = "public.ghosts"
 		}, []want{
 			{"tables.public.accounts.parent.table", "public.ghosts does not exist in the database", false},
 			{"tables.public.ghosts", "no such table in the database", false},
 		}},
-		{"parent without a key", func(c *Config) { people(c).Key = "" },
+		{"parent without a key", func(c *Config) { people(c).Key = nil },
 			[]want{{"tables.public.accounts.parent.table", "public.people declares no key", false}}},
-		{"missing via", func(c *Config) { c.Tables["public.accounts"].Parent.Via = "persn_id" },
+		{"missing via", func(c *Config) { c.Tables["public.accounts"].Parent.Via = Columns{"persn_id"} },
 			[]want{{"tables.public.accounts.parent.via", "no such column persn_id in public.accounts", false}}},
 		{"via without a foreign key", func(c *Config) {
-			c.Tables["public.loose"] = &Table{OnAnonymize: "anonymize", Parent: &Parent{Table: "public.people", Via: "person_id"},
+			c.Tables["public.loose"] = &Table{OnAnonymize: "anonymize", Parent: &Parent{Table: "public.people", Via: Columns{"person_id"}},
 				Columns: map[string]*Column{"note": col("redact", "blank")}}
 		}, []want{{"tables.public.loose.parent.via", "no foreign key from public.loose.person_id to public.people.id", true}}},
 		{"anonymized key", func(c *Config) { people(c).Columns["id"] = col("redact", "nullify") },
@@ -209,7 +209,7 @@ func TestCheckFindsEachProblem(t *testing.T) {
 		{"anonymized referenced column", func(c *Config) { people(c).Columns["ext_id"] = col("redact", "nullify") },
 			[]want{{"tables.public.people.columns.ext_id.anonymize", "ext_id is used by foreign key refs_ext_id_fkey, public.refs(ext_id) references public.people(ext_id); keys are never anonymized", false}}},
 		{"anonymized referencing column", func(c *Config) {
-			c.Tables["public.refs"] = &Table{Key: "id", OnAnonymize: "anonymize", Columns: map[string]*Column{"ext_id": col("redact", "nullify")}}
+			c.Tables["public.refs"] = &Table{Key: Columns{"id"}, OnAnonymize: "anonymize", Columns: map[string]*Column{"ext_id": col("redact", "nullify")}}
 		}, []want{{"tables.public.refs.columns.ext_id.anonymize", "ext_id is used by foreign key refs_ext_id_fkey", false}}},
 		{"anonymized column of a composite foreign key", func(c *Config) {
 			c.Tables["public.pair"] = &Table{OnAnonymize: "anonymize", Columns: map[string]*Column{"b": col("redact", "nullify")}}

@@ -3,8 +3,19 @@
 // columns of which tables hold personal data (PII) with the strategy that
 // masks them in results and the strategy that ANONYMIZE writes over them.
 //
+// Every error names the key path it is about (tables.public.customers.key)
+// and, for what the YAML decoder finds, the line: yamlpath.go maps the
+// decoder's line numbers back to key paths, and UnmarshalYAML methods report
+// through nodeError.
+//
 // The package holds plain data. It knows nothing of sockets or SQL meaning;
 // masking and proxy receive a *Config built once in cmd/pgveil.
+//
+// The top-level tables apply in every database; a database named under
+// databases: has its own instead. Code that knows its database reads
+// Config.ForDatabase(name).Tables, a view built once at Parse, so that
+// everything downstream keeps reading Tables; problems found through a
+// view carry the file's key path (databases.NAME.tables...).
 package rules
 
 import (
@@ -14,7 +25,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -40,8 +50,9 @@ type Config struct {
 	UpstreamTLSCA   string   `yaml:"upstream_tls_ca"`
 	MaxMessageSize  int64    `yaml:"max_message_size"`
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
-	// AuditConfig appends every change of the rules to pgveil.config_log.
-	AuditConfig bool `yaml:"audit_config"`
+	// AuditConfig appends every change of the rules to pgveil.config_log,
+	// in the database it names (see AuditConfig).
+	AuditConfig AuditConfig `yaml:"audit_config"`
 	// PeerID and Peers let several instances behind one TCP load balancer
 	// pass cancel requests to each other: PeerID is this instance's id (0
 	// or absent: peering off), Peers every instance's id and host:port.
@@ -51,6 +62,12 @@ type Config struct {
 	Roles          Roles             `yaml:"roles"`
 	Tables         map[string]*Table `yaml:"tables"`
 	AllowFunctions []string          `yaml:"allow_functions"`
+	// Databases gives a database its own tables instead of Tables (see
+	// ForDatabase).
+	Databases map[string]*Database `yaml:"databases"`
+
+	views map[string]*Config // by database, built by Parse (databases.go)
+	scope string             // the database of a view; "" for the file's own
 }
 
 // TLS is the certificate the proxy presents to clients that ask for SSL.
@@ -71,7 +88,9 @@ type Roles struct {
 
 // Table declares the PII columns of one table (schema-qualified name).
 type Table struct {
-	Key              string             `yaml:"key"`
+	// Key names the column, or the columns, whose values tell one row
+	// from every other: key: id, or key: [id, started_at].
+	Key              Columns            `yaml:"key"`
 	AnonymizedMarker string             `yaml:"anonymized_marker"`
 	Parent           *Parent            `yaml:"parent"`
 	OnAnonymize      string             `yaml:"on_anonymize"` // anonymize (default) or delete
@@ -79,9 +98,11 @@ type Table struct {
 }
 
 // Parent links a child table to the table whose anonymization cascades to it.
+// Via names the child's columns that hold the parent's key, as many and
+// in the same order as the parent's key columns.
 type Parent struct {
-	Table string `yaml:"table"`
-	Via   string `yaml:"via"`
+	Table string  `yaml:"table"`
+	Via   Columns `yaml:"via"`
 }
 
 // Column is one PII column.
@@ -103,22 +124,23 @@ type Peers map[int]string
 
 // UnmarshalYAML reads the peers mapping. An id that is not a whole number,
 // or that is given twice (as 1 and 01, say), is an error naming its line.
+// The errors are nodeErrors: Parse puts the key path in front.
 func (p *Peers) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("peers: line %d: a mapping of peer id to host:port, like 1: 10.0.0.1:6432", n.Line)
+		return nodeError(n, "a mapping of peer id to host:port, like 1: 10.0.0.1:6432")
 	}
 	out := Peers{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		id, err := strconv.Atoi(k.Value)
 		if err != nil {
-			return fmt.Errorf("peers: line %d: peer id %q is not a whole number", k.Line, k.Value)
+			return nodeError(k, "peer id %q is not a whole number", k.Value)
 		}
 		if _, dup := out[id]; dup {
-			return fmt.Errorf("peers: line %d: peer id %d is given twice", k.Line, id)
+			return nodeError(k, "peer id %d is given twice", id)
 		}
 		if v.Kind != yaml.ScalarNode {
-			return fmt.Errorf("peers.%d: line %d: not host:port", id, v.Line)
+			return nodeError(v, "not host:port")
 		}
 		out[id] = v.Value
 	}
@@ -133,7 +155,7 @@ type Duration time.Duration
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil || v < 0 {
-		return fmt.Errorf("line %d: %q is not a duration like 30s", n.Line, n.Value)
+		return nodeError(n, "%q is not a duration like 30s", n.Value)
 	}
 	*d = Duration(v)
 	return nil
@@ -160,30 +182,14 @@ func Parse(data []byte) (*Config, error) {
 	dec.KnownFields(true)
 	// An empty file decodes to defaults, then fails validation naming the key.
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, cleanYAMLError(err)
+		return nil, cleanYAMLError(data, err)
 	}
 	cfg.setDefaults()
+	cfg.buildViews()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	return cfg, nil
-}
-
-// cleanYAMLError turns the decoder's "field x not found in type rules.Config"
-// into "unknown key x".
-func cleanYAMLError(err error) error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n")
-	lines := strings.Split(msg, "\n")
-	for i, l := range lines {
-		l = strings.TrimSpace(l)
-		if a, b, ok := strings.Cut(l, ": field "); ok {
-			if name, _, ok := strings.Cut(b, " not found in type"); ok {
-				l = a + ": unknown key " + name
-			}
-		}
-		lines[i] = l
-	}
-	return errors.New(strings.Join(lines, "; "))
 }
 
 func (c *Config) setDefaults() {
@@ -196,7 +202,16 @@ func (c *Config) setDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = Duration(30 * time.Second)
 	}
-	for _, t := range c.Tables {
+	defaultOnAnonymize(c.Tables)
+	for _, d := range c.Databases {
+		if d != nil {
+			defaultOnAnonymize(d.Tables)
+		}
+	}
+}
+
+func defaultOnAnonymize(tables map[string]*Table) {
+	for _, t := range tables {
 		if t != nil && t.OnAnonymize == "" {
 			t.OnAnonymize = "anonymize"
 		}

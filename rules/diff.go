@@ -22,12 +22,16 @@ type Change struct {
 	Field  string `json:"field,omitempty"`  // for changed: key, anonymized_marker, parent, on_anonymize, mask, anonymize, lookup
 	Old    string `json:"old,omitempty"`    // for changed, and for what is removed: its settings
 	New    string `json:"new,omitempty"`    // for changed, and for what is added: its settings
+
+	// Database is set for a table or column of a database's own rules
+	// (databases.NAME.tables); "" for the top-level tables.
+	Database string `json:"database,omitempty"`
 }
 
 // Attrs gives the change as log attributes, leaving out empty ones.
 func (c Change) Attrs() []slog.Attr {
 	attrs := []slog.Attr{slog.String("op", c.Op), slog.String("kind", c.Kind)}
-	for _, kv := range [][2]string{{"table", c.Table}, {"column", c.Column}, {"role", c.Role}, {"list", c.List},
+	for _, kv := range [][2]string{{"database", c.Database}, {"table", c.Table}, {"column", c.Column}, {"role", c.Role}, {"list", c.List},
 		{"name", c.Name}, {"field", c.Field}, {"old", c.Old}, {"new", c.New}} {
 		if kv[1] != "" {
 			attrs = append(attrs, slog.String(kv[0], kv[1]))
@@ -54,7 +58,7 @@ func Diff(old, new *Config) []Change {
 	for _, name := range unionKeys(old.Tables, new.Tables) {
 		out = append(out, diffTable(name, old.Tables[name], new.Tables[name])...)
 	}
-	return out
+	return append(out, diffDatabases(old, new)...)
 }
 
 // diffList lists the names added to and removed from a list.
@@ -133,13 +137,13 @@ type field[T any] struct {
 }
 
 var tableFields = []field[*Table]{
-	{"key", func(t *Table) string { return t.Key }},
+	{"key", func(t *Table) string { return t.Key.String() }},
 	{"anonymized_marker", func(t *Table) string { return t.AnonymizedMarker }},
 	{"parent", func(t *Table) string {
 		if t.Parent == nil {
 			return ""
 		}
-		return t.Parent.Table + " via " + t.Parent.Via
+		return t.Parent.Table + " via " + t.Parent.Via.String()
 	}},
 	{"on_anonymize", func(t *Table) string { return t.OnAnonymize }},
 }

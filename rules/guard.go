@@ -31,9 +31,9 @@ const maxIdentLen = 63
 type Guard struct {
 	Table   string // schema.table, as declared in the rules
 	Schema  string
-	Rel     string // the table's name within Schema
-	Name    string // the function's name in GuardSchema, and the trigger's name
-	Key     string // the key column, named in the error; "" when none is declared
+	Rel     string  // the table's name within Schema
+	Name    string  // the function's name in GuardSchema, and the trigger's name
+	Key     Columns // the key columns, named in the error; empty when none is declared
 	Marker  string
 	Columns []string // the columns with an anonymize strategy, sorted
 }
@@ -106,6 +106,25 @@ ALTER TABLE %[5]s ENABLE ALWAYS TRIGGER %[4]s`,
 		g.Function(), sqlLiteral(g.Body()), sqlLiteral(g.Describe()), trigger, table)
 }
 
+// keyText returns how the refusal names the row: a label for the key's
+// columns, the format() placeholder of their values, and the format()
+// arguments that give the old row's values.
+func (g Guard) keyText() (label, mark, args string) {
+	switch len(g.Key) {
+	case 0:
+		return "(no key declared)", "%s", "''"
+	case 1:
+		return g.Key[0], "%s", "OLD." + pgx.Identifier{g.Key[0]}.Sanitize()
+	}
+	vals := make([]string, len(g.Key))
+	marks := make([]string, len(g.Key))
+	for i, col := range g.Key {
+		vals[i] = "OLD." + pgx.Identifier{col}.Sanitize()
+		marks[i] = "%s"
+	}
+	return g.Key.Tuple(), "(" + strings.Join(marks, ", ") + ")", strings.Join(vals, ", ")
+}
+
 // Body is the function's PL/pgSQL source (pg_proc.prosrc once installed).
 func (g Guard) Body() string {
 	set := func(row string) string {
@@ -117,17 +136,14 @@ func (g Guard) Body() string {
 		q := pgx.Identifier{c}.Sanitize()
 		conds = append(conds, fmt.Sprintf("NEW.%s IS DISTINCT FROM OLD.%s", q, q))
 	}
-	key, keyVal := "(no key declared)", "''"
-	if g.Key != "" {
-		key, keyVal = g.Key, "OLD."+pgx.Identifier{g.Key}.Sanitize()
-	}
+	key, mark, keyVal := g.keyText()
 	guarded := g.Marker
 	if len(g.Columns) > 0 {
 		guarded = strings.Join(g.Columns, ", ") + " and " + g.Marker
 	}
 	esc := strings.NewReplacer("%", "%%") // msg is format()'s format string
-	msg := fmt.Sprintf("pgveil: UPDATE of %s refused: the row with %s = %%s is anonymized; %s keep what ANONYMIZE wrote",
-		esc.Replace(g.Table), esc.Replace(key), esc.Replace(guarded))
+	msg := fmt.Sprintf("pgveil: UPDATE of %s refused: the row with %s = %s is anonymized; %s keep what ANONYMIZE wrote",
+		esc.Replace(g.Table), esc.Replace(key), mark, esc.Replace(guarded))
 	return fmt.Sprintf(`
 BEGIN
   IF %s AND (%s) THEN
@@ -238,6 +254,9 @@ func CheckGuards(ctx context.Context, cfg *Config, conn *pgx.Conn) ([]Problem, e
 		problems = append(problems, Problem{Key: key, Message: fmt.Sprintf(format, a...), Warning: true, File: cfg.Path})
 	}
 	run := "run pgveil guard --config " + configPath(cfg)
+	if cfg.scope != "" {
+		run += " --database " + cfg.scope
+	}
 	for _, g := range Guards(cfg) {
 		key := "tables." + g.Table + ".anonymized_marker"
 		have, ok := byName[g.Table+"\x00"+g.Name]
@@ -262,6 +281,7 @@ func CheckGuards(ctx context.Context, cfg *Config, conn *pgx.Conn) ([]Problem, e
 	for _, g := range byName {
 		warn("tables."+g.Table, "a guard trigger %s is installed, but the rules declare no anonymized_marker for %s; %s to remove it", g.Name, g.Table, run)
 	}
+	cfg.scoped(problems)
 	sort.SliceStable(problems, func(i, j int) bool { return problems[i].Key < problems[j].Key })
 	return problems, nil
 }

@@ -23,6 +23,7 @@ const (
 	Pseudonym   Kind = "pseudonym"    // keyed HMAC token
 	Generalize  Kind = "generalize"   // generalize:year|month
 	RandomEmail Kind = "random_email" // a fresh random address (anonymize only)
+	RandomID    Kind = "random_id"    // a fresh 'anon-<uuid>', or uuid (anonymize only)
 )
 
 // Strategy is one parsed strategy string such as "partial:2,2".
@@ -47,6 +48,11 @@ func (s Strategy) String() string {
 	return string(s.Kind)
 }
 
+// Random reports whether the strategy writes a fresh random value to each
+// row (anonymize only): the values stay unique, and none derives from the
+// original.
+func (s Strategy) Random() bool { return s.Kind == RandomEmail || s.Kind == RandomID }
+
 // Derived reports whether the strategy's output depends on the original
 // value. ANONYMIZE refuses derived strategies: they could be traced back.
 func (s Strategy) Derived() bool {
@@ -60,11 +66,11 @@ func (s Strategy) Derived() bool {
 // UnmarshalYAML parses a strategy from its string form.
 func (s *Strategy) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: a strategy is a string such as redact or \"partial:2,2\"", n.Line)
+		return nodeError(n, "a strategy is a string such as redact or \"partial:2,2\"")
 	}
 	v, err := ParseStrategy(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return nodeError(n, "%v", err)
 	}
 	*s = v
 	return nil
@@ -75,7 +81,7 @@ func ParseStrategy(spec string) (Strategy, error) {
 	name, arg, hasArg := strings.Cut(spec, ":")
 	k := Kind(name)
 	switch k {
-	case Redact, Nullify, Blank, Email, Pseudonym, RandomEmail:
+	case Redact, Nullify, Blank, Email, Pseudonym, RandomEmail, RandomID:
 		if hasArg {
 			return Strategy{}, fmt.Errorf("strategy %q takes no argument", name)
 		}
@@ -93,7 +99,7 @@ func ParseStrategy(spec string) (Strategy, error) {
 		}
 		return Strategy{Kind: Generalize, Unit: arg}, nil
 	}
-	return Strategy{}, fmt.Errorf("unknown strategy %q (known: redact, nullify, blank, text:<fixed>, partial:<first>,<last>, email, pseudonym, generalize:year|month, random_email)", spec)
+	return Strategy{}, fmt.Errorf("unknown strategy %q (known: redact, nullify, blank, text:<fixed>, partial:<first>,<last>, email, pseudonym, generalize:year|month, random_email, random_id)", spec)
 }
 
 func parsePartial(arg string) (Strategy, error) {

@@ -33,6 +33,7 @@ func (c *Config) validate() error {
 	for _, name := range sortedKeys(c.Tables) {
 		c.validateTable(add, name, c.Tables[name])
 	}
+	c.validateDatabases(add)
 	return errors.Join(errs...)
 }
 
@@ -77,7 +78,7 @@ func checkAddr(add func(string, string, ...any), key, v string, required bool) {
 }
 
 func (c *Config) validateTable(add func(string, string, ...any), name string, t *Table) {
-	key := "tables." + name
+	key := c.tablesKey() + "." + name
 	if t == nil {
 		add(key, "empty table entry")
 		return
@@ -89,14 +90,29 @@ func (c *Config) validateTable(add func(string, string, ...any), name string, t 
 		add(key+".on_anonymize", "%q is not anonymize or delete", t.OnAnonymize)
 	}
 	if t.Parent != nil {
-		if t.Parent.Table == "" || t.Parent.Via == "" {
-			add(key+".parent", "needs table and via")
-		} else if _, ok := c.Tables[t.Parent.Table]; !ok {
-			add(key+".parent.table", "%s is not declared under tables", t.Parent.Table)
-		}
+		c.validateParent(add, key+".parent", t.Parent)
 	}
 	for _, col := range sortedKeys(t.Columns) {
 		validateColumn(add, key+".columns."+col, t.Columns[col])
+	}
+}
+
+// validateParent checks a parent link: its table is declared, and via
+// names as many columns as the parent's key.
+func (c *Config) validateParent(add func(string, string, ...any), key string, p *Parent) {
+	if p.Table == "" || len(p.Via) == 0 {
+		add(key, "needs table and via")
+		return
+	}
+	pt, ok := c.Tables[p.Table]
+	if !ok {
+		add(key+".table", "%s is not declared under %s", p.Table, c.tablesKey())
+		return
+	}
+	if pt != nil && len(pt.Key) > 0 && len(pt.Key) != len(p.Via) {
+		add(key+".via", "names %s, but the key of %s has %s %s; via lists the child's columns that hold the parent's key, in the key's order",
+			plural(len(p.Via), "1 column", fmt.Sprintf("%d columns", len(p.Via))), p.Table,
+			plural(len(pt.Key), "1 column", fmt.Sprintf("%d columns", len(pt.Key))), pt.Key.Tuple())
 	}
 }
 
@@ -105,11 +121,11 @@ func validateColumn(add func(string, string, ...any), key string, col *Column) {
 		add(key, "needs a mask strategy")
 		return
 	}
-	if col.Mask.Kind == RandomEmail {
-		add(key+".mask", "random_email is an anonymize strategy; use email or redact to mask")
+	if col.Mask.Random() {
+		add(key+".mask", "%s is an anonymize strategy; use redact, email or pseudonym to mask", col.Mask)
 	}
 	if col.Anonymize.Derived() {
-		add(key+".anonymize", "%s derives its value from the original and could be traced back; use redact, blank, nullify, text:<fixed> or random_email", col.Anonymize)
+		add(key+".anonymize", "%s derives its value from the original and could be traced back; use redact, blank, nullify, text:<fixed>, random_email or random_id", col.Anonymize)
 	}
 }
 

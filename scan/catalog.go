@@ -13,10 +13,10 @@ type Table struct {
 	Name    string // schema.name
 	Schema  string
 	Rel     string
-	Kind    byte    // pg_class.relkind: r, p (partitioned) or m (materialized view)
-	Rows    float64 // the planner's estimate (pg_class.reltuples, summed over partitions); < 0 when unknown
-	Key     string  // the column of a single-column primary key; "" when none
-	Marker  string  // a timestamp, timestamptz or boolean column named anonymized_at; "" when none
+	Kind    byte     // pg_class.relkind: r, p (partitioned) or m (materialized view)
+	Rows    float64  // the planner's estimate (pg_class.reltuples, summed over partitions); < 0 when unknown
+	Key     []string // the columns of the primary key, in order; empty when none
+	Marker  string   // a timestamp, timestamptz or boolean column named anonymized_at; "" when none
 	Columns []*Column
 	oid     uint32
 }
@@ -79,10 +79,9 @@ JOIN pg_catalog.pg_attribute a ON a.attrelid = ch.relid AND a.attnum = ch.attnum
 ORDER BY a.attrelid, a.attnum`
 
 // catalogUniqueSQL lists the columns each unique index covers, as a key
-// column or in an expression, and the single-column primary keys.
+// column or in an expression.
 const catalogUniqueSQL = `
-SELECT i.indrelid, cols.attnum, COALESCE((pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct')::bool, false),
-       i.indisprimary AND i.indnkeyatts = 1
+SELECT i.indrelid, cols.attnum, COALESCE((pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct')::bool, false)
 FROM pg_catalog.pg_index i
 CROSS JOIN LATERAL (
     SELECT k FROM unnest((i.indkey::int2[])[0:i.indnkeyatts - 1]) k WHERE k > 0
@@ -92,6 +91,13 @@ CROSS JOIN LATERAL (
       AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = i.indrelid AND d.refobjsubid > 0
 ) cols(attnum)
 WHERE i.indrelid = ANY ($1) AND i.indisunique`
+
+// catalogPrimarySQL lists the primary keys' columns, in key order.
+const catalogPrimarySQL = `
+SELECT i.indrelid, ARRAY(SELECT a.attname::text FROM unnest((i.indkey::int2[])[0:i.indnkeyatts - 1]) WITH ORDINALITY k(num, ord)
+                         JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.num ORDER BY k.ord)
+FROM pg_catalog.pg_index i
+WHERE i.indrelid = ANY ($1) AND i.indisprimary`
 
 // readCatalog reads the tables of the given schemas (every schema but the
 // system ones when empty).
@@ -162,8 +168,8 @@ func readUniques(ctx context.Context, conn *pgx.Conn, oids []uint32, byOID map[u
 	for rows.Next() {
 		var oid uint32
 		var num int16
-		var nnd, singlePK bool
-		if err := rows.Scan(&oid, &num, &nnd, &singlePK); err != nil {
+		var nnd bool
+		if err := rows.Scan(&oid, &num, &nnd); err != nil {
 			return err
 		}
 		t := byOID[oid]
@@ -174,9 +180,27 @@ func readUniques(ctx context.Context, conn *pgx.Conn, oids []uint32, byOID map[u
 		c := t.Columns[i]
 		c.Unique = true
 		c.NullsNotDistinct = c.NullsNotDistinct || nnd
-		if singlePK {
-			t.Key = c.Name
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return readPrimaryKeys(ctx, conn, oids, byOID)
+}
+
+// readPrimaryKeys sets each table's Key to its primary key's columns.
+func readPrimaryKeys(ctx context.Context, conn *pgx.Conn, oids []uint32, byOID map[uint32]*Table) error {
+	rows, err := conn.Query(ctx, catalogPrimarySQL, oids)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var oid uint32
+		var cols []string
+		if err := rows.Scan(&oid, &cols); err != nil {
+			return err
 		}
+		byOID[oid].Key = cols
 	}
 	return rows.Err()
 }

@@ -38,10 +38,10 @@ CREATE TABLE products (id int8 PRIMARY KEY, name text, product_name text, sku te
 CREATE TABLE big (id int8, misc text);
 INSERT INTO big SELECT i, 'x' || i || '@example.net' FROM generate_series(1, 20000) i;
 ANALYZE big;
-CREATE TABLE events (at date, who text) PARTITION BY RANGE (at);
+CREATE TABLE events (id int8, at date, who text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
 CREATE TABLE events_1 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2024-07-01');
 CREATE TABLE events_2 PARTITION OF events FOR VALUES FROM ('2024-07-01') TO ('2025-01-01');
-INSERT INTO events SELECT date '2024-01-01' + i % 360, 'w' || i || '@example.com' FROM generate_series(1, 6000) i;
+INSERT INTO events SELECT i, date '2024-01-01' + i % 360, 'w' || i || '@example.com' FROM generate_series(1, 6000) i;
 ANALYZE events;
 CREATE SCHEMA other;
 CREATE TABLE other.people (email text);

@@ -75,6 +75,23 @@ func TestScanFindsPII(t *testing.T) {
 	}
 }
 
+func TestStarterRulesWriteThePrimaryKey(t *testing.T) {
+	ctx, conn := scanConn(t)
+	res, err := Scan(ctx, conn, Options{Schemas: []string{"public"}, Values: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := StarterRules(res.Findings, "127.0.0.1:6432", "127.0.0.1:5432")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"public.events:\n    key: [id, at]\n", "public.kunder:\n    key: id\n"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("starter rules lack %q:\n%s", want, out)
+		}
+	}
+}
+
 func TestScanUsesTablesampleOnLargeTables(t *testing.T) {
 	ctx, conn := scanConn(t)
 	tables, err := readCatalog(ctx, conn, []string{"public"})

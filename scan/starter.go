@@ -16,6 +16,8 @@ const (
 	// randomEmailLen is the length of what random_email writes:
 	// anon-<uuid>@anonymized.invalid.
 	randomEmailLen = 60
+	// randomIDLen is the length of what random_id writes: anon-<uuid>.
+	randomIDLen = 41
 )
 
 // ColumnRule is the rule StarterRules writes for one finding.
@@ -86,7 +88,7 @@ func anonymizePrefs(k Kind, class TypeClass) []string {
 	case BirthDate:
 		first = []string{"nullify"}
 	}
-	return append(first, "redact", "nullify", "random_email")
+	return append(first, "redact", "nullify", "random_id")
 }
 
 // anonymizeFits mirrors the anonymize checks of rules.Check.
@@ -97,6 +99,8 @@ func anonymizeFits(s string, c *Column) bool {
 	switch {
 	case s == "random_email":
 		return text && (c.MaxLen == 0 || c.MaxLen >= randomEmailLen)
+	case s == "random_id":
+		return text && (c.MaxLen == 0 || c.MaxLen >= randomIDLen)
 	case strings.HasPrefix(s, "text:"):
 		fixed, isFixed = strings.TrimPrefix(s, "text:"), true
 	case s == "redact" && text:
@@ -152,10 +156,13 @@ func StarterRules(findings []Finding, listen, upstream string) ([]byte, error) {
 // tableNode is a table's entry; its last value is the columns mapping.
 func tableNode(t *Table) *yaml.Node {
 	n := mapping(false)
-	if t.Key != "" {
-		add(n, "key", scalar(t.Key))
-	} else if t.Kind != 'm' {
-		n.HeadComment = "no single-column primary key: set key to a unique column before using ANONYMIZE"
+	switch {
+	case len(t.Key) == 1:
+		add(n, "key", scalar(t.Key[0]))
+	case len(t.Key) > 1:
+		add(n, "key", flowList(t.Key))
+	case t.Kind != 'm':
+		n.HeadComment = "no primary key: set key to a unique column (or columns) before using ANONYMIZE"
 	}
 	if t.Marker != "" && t.Kind != 'm' {
 		add(n, "anonymized_marker", scalar(t.Marker))
@@ -193,4 +200,13 @@ func scalar(v string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag:
 
 func add(m *yaml.Node, key string, v *yaml.Node) {
 	m.Content = append(m.Content, scalar(key), v)
+}
+
+// flowList is a YAML list of strings written on one line: [id, started_at].
+func flowList(vals []string) *yaml.Node {
+	n := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle}
+	for _, v := range vals {
+		n.Content = append(n.Content, scalar(v))
+	}
+	return n
 }

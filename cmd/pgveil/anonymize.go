@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -21,8 +19,8 @@ import (
 )
 
 const anonymizeUsage = `Usage: pgveil anonymize --config FILE --table TABLE --keys FILE [--column NAME]
-                        [--dsn URL] [--batch N] [--no-vacuum | --rewrite [--yes]]
-       pgveil anonymize --config FILE --init-audit [--dsn URL]
+                        [--dsn URL] [--database NAME] [--batch N] [--no-vacuum | --rewrite [--yes]]
+       pgveil anonymize --config FILE --init-audit [--dsn URL] [--database NAME]
 
 Anonymizes the rows of TABLE whose key is listed in the keys file, as
 ANONYMIZE TABLE WHERE key = ANY(keys) does through the proxy: every column
@@ -44,7 +42,9 @@ The connection runs as the person responsible, whose login role must be in
 roles.anonymize: --dsn when given, else the libpq environment (PGHOST,
 PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, PGSERVICE, ~/.pgpass)
 with the file's upstream as the host when PGHOST is unset. admin_dsn is not
-used.
+used. --database NAME connects to NAME whatever they name; the rules are
+that database's (its own under databases:, else the top-level tables), and
+the summary names it.
 
 An UPDATE leaves the old values in dead row versions (heap, TOAST,
 indexes), and ANALYZE's samples of them in pg_statistic. So once its
@@ -68,7 +68,9 @@ which the command therefore runs only with --yes: without it, it stops
 before anonymizing anything. What neither reaches (WAL, backups, replicas,
 server logs, free file system blocks): see the README.
 
-The audit log must exist: the proxy creates it when it starts. --init-audit
+The audit log must exist: the proxy creates it in a database when it
+starts (databases under databases: and the admin connection's) or when a
+role of roles.anonymize first connects to it through the proxy. --init-audit
 creates it instead (run it as a role that may create a schema) and grants
 INSERT on it to the roles of roles.anonymize; with --table it then goes on.
 
@@ -82,6 +84,7 @@ Flags:`
 // anonymizeOptions are the flags of pgveil anonymize.
 type anonymizeOptions struct {
 	config, table, keys, column, dsn string
+	database                         string
 	batch                            int
 	initAudit                        bool
 	noVacuum, rewrite, yes           bool // the cleanup after the batches
@@ -113,6 +116,7 @@ func parseAnonymizeFlags(args []string, stderr io.Writer) (opts anonymizeOptions
 	fs.StringVar(&opts.keys, "keys", "", "file of keys, one per line, or CSV with --column (- for standard input)")
 	fs.StringVar(&opts.column, "column", "", "the CSV column holding the keys (the file then has a header line)")
 	fs.StringVar(&opts.dsn, "dsn", "", "connection `URL` or keyword/value string (default: the libpq environment)")
+	fs.StringVar(&opts.database, "database", "", "the database to work on, whatever the connection string names (default: the one it names)")
 	fs.IntVar(&opts.batch, "batch", 10000, "keys per transaction")
 	fs.BoolVar(&opts.initAudit, "init-audit", false, "create the audit log pgveil.anonymize_log when absent")
 	fs.BoolVar(&opts.noVacuum, "no-vacuum", false, "do not VACUUM (ANALYZE) the changed tables after the batches")
@@ -149,11 +153,12 @@ func anonymizeKeys(ctx context.Context, opts anonymizeOptions, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	conn, err := anonymizeConnect(ctx, cfg, opts.dsn)
+	conn, err := anonymizeConnect(ctx, cfg, opts.dsn, opts.database)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
+	cfg = cfg.ForDatabase(connDatabase(conn))
 	if opts.initAudit {
 		if err := initAuditLog(ctx, conn, cfg, stdout); err != nil || opts.table == "" {
 			return err
@@ -162,11 +167,11 @@ func anonymizeKeys(ctx context.Context, opts anonymizeOptions, stdout, stderr io
 	if err := checkAnonymizer(ctx, conn, cfg); err != nil {
 		return err
 	}
-	plan, err := keysPlan(ctx, conn, cfg, opts.table)
+	plan, key, err := keysPlan(ctx, conn, cfg, opts.table)
 	if err != nil {
 		return err
 	}
-	keys, err := readKeys(opts.keys, opts.column)
+	keys, err := readKeys(opts.keys, opts.column, key)
 	if err != nil {
 		return err
 	}
@@ -180,10 +185,10 @@ func anonymizeKeys(ctx context.Context, opts anonymizeOptions, stdout, stderr io
 
 // anonymizeConnect connects as pgveil check does, but never with the
 // proxy's admin_dsn: ANONYMIZE runs as the person responsible.
-func anonymizeConnect(ctx context.Context, cfg *rules.Config, dsn string) (*pgx.Conn, error) {
+func anonymizeConnect(ctx context.Context, cfg *rules.Config, dsn, database string) (*pgx.Conn, error) {
 	own := *cfg
 	own.AdminDSN = ""
-	return adminConnect(ctx, &own, dsn)
+	return adminConnectDB(ctx, &own, dsn, database)
 }
 
 // initAuditLog creates the audit log when absent.
@@ -211,30 +216,60 @@ func checkAnonymizer(ctx context.Context, conn *pgx.Conn, cfg *rules.Config) err
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("the audit log %s does not exist in %s: start the proxy once (it creates it), or run pgveil anonymize --init-audit --config %s as a role that may create a schema",
-			anonymize.AuditTable, connectedTo(conn), cfg.Path)
+		return fmt.Errorf("the audit log %s does not exist in %s: connect to it through the proxy once as a role of roles.anonymize (the proxy creates it), "+
+			"or run pgveil anonymize --init-audit --config %s --database %s as a role that may create a schema",
+			anonymize.AuditTable, connectedTo(conn), cfg.Path, connDatabase(conn))
 	}
 	return nil
 }
 
-// keysPlan plans ANONYMIZE table WHERE key = ANY($1) for the named table.
-func keysPlan(ctx context.Context, conn *pgx.Conn, cfg *rules.Config, table string) (*anonymize.Plan, error) {
+// keysPlan plans ANONYMIZE table WHERE key = ANY($1) for the named table
+// (for a composite key, WHERE (k1, k2) IN the rows of $1, $2), and
+// returns it with the key's columns.
+func keysPlan(ctx context.Context, conn *pgx.Conn, cfg *rules.Config, table string) (*anonymize.Plan, rules.Columns, error) {
 	var schemas []string
 	if err := conn.QueryRow(ctx, "SELECT pg_catalog.current_schemas(false)::text[]").Scan(&schemas); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	name, t := findTable(cfg, table, schemas)
-	if t == nil || t.Key == "" {
-		return nil, fmt.Errorf("table %s is not declared in the rules with a key (searched: %s)", table, strings.Join(candidates(table, schemas), ", "))
+	if t == nil || len(t.Key) == 0 {
+		return nil, nil, fmt.Errorf("table %s is not declared in the rules with a key (searched: %s)", table, strings.Join(candidates(table, schemas), ", "))
 	}
-	schema, rel, _ := strings.Cut(name, ".")
-	sql := fmt.Sprintf("ANONYMIZE %s WHERE %s = ANY($1)", pgx.Identifier{schema, rel}.Sanitize(), pgx.Identifier{t.Key}.Sanitize())
-	st, err := anonymize.Parse(sql)
+	st, err := anonymize.Parse(keysStatement(name, t.Key))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return st.Plan(cfg, nil, 1)
+	plan, err := st.Plan(cfg, nil, len(t.Key))
+	return plan, t.Key, err
 }
+
+// keysStatement writes the ANONYMIZE statement of a batch of keys: one
+// text array parameter per key column, each value converted to its
+// column's type through the table's row type, so that a key of any type
+// (a timestamp, say) compares as the column does.
+func keysStatement(table string, key rules.Columns) string {
+	schema, rel, _ := strings.Cut(table, ".")
+	qt := pgx.Identifier{schema, rel}.Sanitize()
+	if len(key) == 1 {
+		return fmt.Sprintf("ANONYMIZE %s WHERE %s = ANY($1)", qt, pgx.Identifier{key[0]}.Sanitize())
+	}
+	var cols, arrays, us, pairs, outs []string
+	for i, c := range key {
+		q := pgx.Identifier{c}.Sanitize()
+		cols = append(cols, q)
+		arrays = append(arrays, fmt.Sprintf("pg_catalog.unnest($%d::text[])", i+1))
+		us = append(us, fmt.Sprintf("c%d", i+1))
+		pairs = append(pairs, fmt.Sprintf("%s::text, u.c%d", quoteSQL(c), i+1))
+		outs = append(outs, "r."+q)
+	}
+	return fmt.Sprintf("ANONYMIZE %s WHERE (%s) IN (SELECT %s FROM ROWS FROM (%s) AS u(%s), "+
+		"pg_catalog.jsonb_populate_record(NULL::%s, pg_catalog.jsonb_build_object(%s)) AS r)",
+		qt, strings.Join(cols, ", "), strings.Join(outs, ", "), strings.Join(arrays, ", "), strings.Join(us, ", "),
+		qt, strings.Join(pairs, ", "))
+}
+
+// quoteSQL quotes a string constant.
+func quoteSQL(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // findTable finds a table of the rules by its qualified name, or by its
 // name alone in the first schema of the search_path that declares it.
@@ -259,87 +294,6 @@ func candidates(table string, schemas []string) []string {
 	return names
 }
 
-// readKeys reads the keys file: one key per line, or the column of a CSV
-// file with a header. Empty and repeated keys are skipped.
-func readKeys(path, column string) ([]string, error) {
-	f := os.Stdin
-	if path != "-" {
-		var err error
-		if f, err = os.Open(path); err != nil {
-			return nil, err
-		}
-		defer f.Close()
-	}
-	var keys []string
-	var err error
-	if column == "" {
-		keys, err = readKeyLines(f)
-	} else {
-		keys, err = readKeyColumn(f, column)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return uniqueKeys(keys), nil
-}
-
-// readKeyLines reads one key per line.
-func readKeyLines(r io.Reader) ([]string, error) {
-	var keys []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for sc.Scan() {
-		keys = append(keys, strings.TrimSpace(sc.Text()))
-	}
-	return keys, sc.Err()
-}
-
-// readKeyColumn reads the named column of a CSV file with a header line.
-func readKeyColumn(r io.Reader, column string) ([]string, error) {
-	cr := csv.NewReader(r)
-	cr.FieldsPerRecord = -1
-	cr.ReuseRecord = true
-	header, err := cr.Read()
-	if err != nil {
-		return nil, fmt.Errorf("reading the CSV header: %w", err)
-	}
-	idx := -1
-	for i, h := range header {
-		if strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")) == column {
-			idx = i
-		}
-	}
-	if idx < 0 {
-		return nil, fmt.Errorf("no column %q in the CSV header", column)
-	}
-	var keys []string
-	for {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			return keys, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if idx < len(rec) {
-			keys = append(keys, strings.TrimSpace(rec[idx]))
-		}
-	}
-}
-
-// uniqueKeys drops empty and repeated keys, keeping the first order.
-func uniqueKeys(keys []string) []string {
-	seen := make(map[string]bool, len(keys))
-	out := keys[:0]
-	for _, k := range keys {
-		if k != "" && !seen[k] {
-			seen[k] = true
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
 // keysSummary adds up the reports of the batches.
 type keysSummary struct {
 	tables  []string          // the tables of the cascade, in plan order
@@ -352,7 +306,7 @@ type keysSummary struct {
 
 // runBatches anonymizes the keys batch by batch and prints the summary,
 // also after a failure (for the batches done, which it returns).
-func runBatches(ctx context.Context, conn *pgx.Conn, plan *anonymize.Plan, keys []string, size int,
+func runBatches(ctx context.Context, conn *pgx.Conn, plan *anonymize.Plan, keys []keyRow, size int,
 	stdout, stderr io.Writer) (*keysSummary, error) {
 	sum := &keysSummary{actions: map[string]string{}, rows: map[string]int64{}}
 	prog := newProgress(stderr, "pgveil anonymize", len(keys), "keys")
@@ -365,7 +319,7 @@ func runBatches(ctx context.Context, conn *pgx.Conn, plan *anonymize.Plan, keys 
 		}
 	}
 	prog.finish()
-	sum.print(stdout, plan, time.Since(start))
+	sum.print(stdout, plan, time.Since(start), connectedTo(conn))
 	if err != nil {
 		return sum, fmt.Errorf("batch %d failed and changed nothing (%d keys before it were done): %w", sum.batches+1, sum.keys, err)
 	}
@@ -374,8 +328,8 @@ func runBatches(ctx context.Context, conn *pgx.Conn, plan *anonymize.Plan, keys 
 
 // runBatch runs the plan's report statement for one batch, in its own
 // transaction, and adds its rows to the summary.
-func runBatch(ctx context.Context, conn *pgx.Conn, plan *anonymize.Plan, batch []string, sum *keysSummary) error {
-	params := [][]byte{[]byte(arrayLiteral(batch))}
+func runBatch(ctx context.Context, conn *pgx.Conn, plan *anonymize.Plan, batch []keyRow, sum *keysSummary) error {
+	params := keyArrays(batch)
 	for _, p := range plan.Params {
 		params = append(params, []byte(p))
 	}
@@ -412,13 +366,13 @@ func (s *keysSummary) add(table, action string, n int64) {
 }
 
 // print writes the summary.
-func (s *keysSummary) print(w io.Writer, plan *anonymize.Plan, took time.Duration) {
+func (s *keysSummary) print(w io.Writer, plan *anonymize.Plan, took time.Duration, target string) {
 	root := plan.Tables[0]
 	batches := fmt.Sprintf("%d batches", s.batches)
 	if s.batches == 1 {
 		batches = "1 batch"
 	}
-	fmt.Fprintf(w, "pgveil anonymize: %s, %s in %s, %.2fs\n", root, count(s.keys, "key"), batches, took.Seconds())
+	fmt.Fprintf(w, "pgveil anonymize: %s, %s in %s, %.2fs, %s\n", root, count(s.keys, "key"), batches, took.Seconds(), target)
 	width := 0
 	for _, t := range s.tables {
 		width = max(width, len(t))
@@ -434,28 +388,6 @@ func (s *keysSummary) print(w io.Writer, plan *anonymize.Plan, took time.Duratio
 	if s.actions[root] != "" {
 		fmt.Fprintf(w, "  keys found but anonymized before: %d\n", s.matched-s.rows[root])
 	}
-}
-
-// arrayLiteral writes keys as a PostgreSQL array in text format, every
-// element quoted, so that it suits a key of any type.
-func arrayLiteral(keys []string) string {
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('"')
-		for j := 0; j < len(k); j++ {
-			if k[j] == '"' || k[j] == '\\' {
-				b.WriteByte('\\')
-			}
-			b.WriteByte(k[j])
-		}
-		b.WriteByte('"')
-	}
-	b.WriteByte('}')
-	return b.String()
 }
 
 // progress reports how far a run is on standard error: a bar redrawn in

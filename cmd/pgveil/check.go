@@ -26,7 +26,7 @@ import (
 const defaultConnectTimeout = 30 * time.Second
 
 // checkUsage is pgveil check --help.
-const checkUsage = `Usage: pgveil check --config FILE [--dsn URL]
+const checkUsage = `Usage: pgveil check --config FILE [--dsn URL] [--database NAME | --all-databases]
 
 Checks the rules against the live database and prints every problem, sorted
 by key, then a summary: every declared table and column exists; each mask
@@ -45,8 +45,14 @@ PGPORT is set) when PGHOST is unset. The pseudonym strategy needs
 PGVEIL_PSEUDONYM_KEY, which is looked up in this command's environment: run
 check where the proxy runs.
 
-Exit status: 0 when the rules fit the database (warnings allowed), 1 when
-there are errors or the database cannot be reached, 2 on a usage error.
+Database: --database NAME connects to NAME whatever the connection string
+names, and checks NAME's rules (its own under databases:, else the
+top-level tables). --all-databases checks every database named under
+databases:, one after the other. The summary names the database.
+
+Exit status: 0 when the rules fit the database (every one, with
+--all-databases; warnings allowed), 1 when there are errors or a database
+cannot be reached, 2 on a usage error.
 
 Flags:`
 
@@ -54,33 +60,37 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("check", checkUsage, stderr)
 	config := fs.String("config", "pgveil.yaml", "configuration file")
 	dsn := fs.String("dsn", "", "connection `URL` or keyword/value string (default: admin_dsn, else the libpq environment)")
+	var dbf databaseFlags
+	dbf.register(fs, true)
 	var lf logFlags
 	lf.register(fs)
 	log, status, ok := parseLogged(fs, &lf, args, stderr)
 	if !ok {
 		return status
 	}
-	if !flagsOnly(fs, stderr) {
+	if !flagsOnly(fs, stderr) || !dbf.valid(fs, stderr) {
 		return 2
 	}
 	cfg, code := loadForCheck(*config, stdout, stderr)
 	if cfg == nil {
 		return code
 	}
-	return withAdminConn("check", cfg, *dsn, stderr, log, func(ctx context.Context, conn *pgx.Conn, target string) int {
-		return checkAndReport(ctx, cfg, conn, target, *config, stdout, stderr)
+	return dbf.each(fs.Name(), cfg, stderr, func(database string) int {
+		return withAdminConn("check", cfg, *dsn, database, stderr, log, func(ctx context.Context, conn *pgx.Conn, target string) int {
+			return checkAndReport(ctx, cfg.ForDatabase(connDatabase(conn)), conn, target, *config, stdout, stderr)
+		})
 	})
 }
 
-// withAdminConn connects with adminConnect, runs fn until it returns or
+// withAdminConn connects with adminConnectDB, runs fn until it returns or
 // SIGINT or SIGTERM cancels its context, and closes the connection. A
 // connection failure is printed, prefixed with the command's name, and
 // gives exit status 1.
-func withAdminConn(command string, cfg *rules.Config, dsn string, stderr io.Writer, log *slog.Logger,
+func withAdminConn(command string, cfg *rules.Config, dsn, database string, stderr io.Writer, log *slog.Logger,
 	fn func(ctx context.Context, conn *pgx.Conn, target string) int) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	conn, err := adminConnect(ctx, cfg, dsn)
+	conn, err := adminConnectDB(ctx, cfg, dsn, database)
 	if err != nil {
 		fmt.Fprintf(stderr, "pgveil %s: %v\n", command, err)
 		return 1
@@ -183,12 +193,21 @@ func count(n int, noun string) string {
 // An error says which database, server and user it tried, and where the
 // settings came from. It never contains the password.
 func adminConnect(ctx context.Context, cfg *rules.Config, dsn string) (*pgx.Conn, error) {
+	return adminConnectDB(ctx, cfg, dsn, "")
+}
+
+// adminConnectDB is adminConnect to the named database, whatever the
+// connection string names ("" keeps the one it names).
+func adminConnectDB(ctx context.Context, cfg *rules.Config, dsn, database string) (*pgx.Conn, error) {
 	connString, source := adminConnString(cfg, dsn)
 	cc, err := pgx.ParseConfig(connString)
 	if err != nil {
 		// pgconn's ParseConfigError shows the string with the password
 		// replaced by xxxxx.
 		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	if database != "" {
+		cc.Database = database
 	}
 	if cc.ConnectTimeout == 0 {
 		cc.ConnectTimeout = defaultConnectTimeout

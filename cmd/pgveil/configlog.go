@@ -35,6 +35,8 @@ REVOKE ALL ON pgveil.config_log FROM PUBLIC;`
 type loadedRules struct {
 	cfg    *rules.Config
 	sha256 string
+	// auditDB is the database of pgveil.config_log, with audit_config.
+	auditDB string
 }
 
 // loadRules reads, hashes and validates the configuration file; errors
@@ -50,7 +52,40 @@ func loadRules(path string) (loadedRules, error) {
 	}
 	cfg.Path = path
 	sum := sha256.Sum256(data)
-	return loadedRules{cfg: cfg, sha256: hex.EncodeToString(sum[:])}, nil
+	loaded := loadedRules{cfg: cfg, sha256: hex.EncodeToString(sum[:])}
+	if cfg.AuditConfig.Enabled {
+		if loaded.auditDB, err = auditConfigDatabase(cfg); err != nil {
+			return loadedRules{}, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return loaded, nil
+}
+
+// auditConfigDatabase is the database that holds pgveil.config_log: the
+// one audit_config names, else the one the admin connection names
+// (admin_dsn, or PGDATABASE without it). With neither it is unclear, and
+// an error: the proxy serves every database.
+func auditConfigDatabase(cfg *rules.Config) (string, error) {
+	if cfg.AuditConfig.Database != "" {
+		return cfg.AuditConfig.Database, nil
+	}
+	if db := adminDatabase(cfg); db != "" {
+		return db, nil
+	}
+	_, source := adminConnString(cfg, "")
+	return "", fmt.Errorf("audit_config: true does not say which database holds %s, and the admin connection (%s) names none; "+
+		"write audit_config: DATABASE, or name the database in admin_dsn", configLogTable, source)
+}
+
+// adminDatabase is the database the admin connection names, or "" when
+// it names none (the server would take the role's name).
+func adminDatabase(cfg *rules.Config) string {
+	connString, _ := adminConnString(cfg, "")
+	cc, err := pgx.ParseConfig(connString)
+	if err != nil {
+		return ""
+	}
+	return cc.Database
 }
 
 // logRuleChanges logs what the rules changed from old (nil at start) to
@@ -63,11 +98,11 @@ func logRuleChanges(ctx context.Context, event string, old *rules.Config, now lo
 	for _, c := range changes {
 		log.LogAttrs(ctx, slog.LevelInfo, "rules changed", c.Attrs()...)
 	}
-	if !now.cfg.AuditConfig || (event == "reload" && len(changes) == 0) {
+	if !now.cfg.AuditConfig.Enabled || (event == "reload" && len(changes) == 0) {
 		return
 	}
 	if err := appendConfigLog(ctx, event, now, changes); err != nil {
-		log.Error("cannot append to "+configLogTable+" (audit_config)", "err", err)
+		log.Error("cannot append to "+configLogTable+" (audit_config)", "database", now.auditDB, "err", err)
 	}
 }
 
@@ -83,7 +118,7 @@ func appendConfigLog(ctx context.Context, event string, now loadedRules, changes
 	if changes == nil {
 		changes = []rules.Change{} // [] rather than null
 	}
-	conn, err := adminConnect(ctx, now.cfg, "")
+	conn, err := adminConnectDB(ctx, now.cfg, "", now.auditDB)
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ import (
 // proxy would reject.
 const explainRejected = 3
 
-const explainUsage = `Usage: pgveil explain --config FILE --role ROLE [--dsn URL] [--format table|json] "SQL"
+const explainUsage = `Usage: pgveil explain --config FILE --role ROLE [--dsn URL] [--database NAME] [--format table|json] "SQL"
 
 Shows what ROLE would get for SQL through the proxy, without running it:
 for each statement, each result column (its position and the name the
@@ -37,8 +37,10 @@ through the proxy lists the rows).
 
 It reads the live catalog as the proxy does, over its own connection:
 --dsn when given, else admin_dsn, else the libpq environment with the
-file's upstream as the host. Names resolve in that connection's
-search_path, with "$user" read as ROLE.
+file's upstream as the host; --database NAME connects to NAME whatever
+they name. The rules are that database's (its own under databases:, else
+the top-level tables), and the output names it. Names resolve in that
+connection's search_path, with "$user" read as ROLE.
 
 Exit status: 0 when the query would run (masked or not), 1 on failure (the
 database cannot be reached, the text does not parse), 2 on a usage error,
@@ -52,6 +54,8 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	role := fs.String("role", "", "the login `role` to explain the query for (required)")
 	dsn := fs.String("dsn", "", "connection `URL` or keyword/value string (default: admin_dsn, else the libpq environment)")
 	format := fs.String("format", "table", "output format: table or json")
+	var dbf databaseFlags
+	dbf.register(fs, false)
 	var lf logFlags
 	lf.register(fs)
 	log, status, ok := parseLogged(fs, &lf, args, stderr)
@@ -76,7 +80,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ex, err := explain(ctx, cfg, *dsn, *role, fs.Arg(0), log)
+	ex, err := explain(ctx, cfg, *dsn, dbf.name, *role, fs.Arg(0), log)
 	if err != nil {
 		fmt.Fprintln(stderr, "pgveil explain:", err)
 		return 1
@@ -97,6 +101,8 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 // explanation is what pgveil explain prints.
 type explanation struct {
 	Role string `json:"role"`
+	// Database is the database whose catalog and rules were read.
+	Database string `json:"database"`
 	// Verdict is "masked", "unmasked" or "rejected".
 	Verdict    string             `json:"verdict"`
 	Why        string             `json:"why,omitempty"`
@@ -145,8 +151,8 @@ type anonymizeTable struct {
 
 // explain analyses sql for role as the proxy would, against the live
 // catalog. A rejection is part of the explanation; err is a failure.
-func explain(ctx context.Context, cfg *rules.Config, dsn, role, sql string, log *slog.Logger) (*explanation, error) {
-	conn, err := adminConnect(ctx, cfg, dsn)
+func explain(ctx context.Context, cfg *rules.Config, dsn, database, role, sql string, log *slog.Logger) (*explanation, error) {
+	conn, err := adminConnectDB(ctx, cfg, dsn, database)
 	if err != nil {
 		return nil, err
 	}
@@ -157,12 +163,14 @@ func explain(ctx context.Context, cfg *rules.Config, dsn, role, sql string, log 
 	g := masking.NewGuard(cfg, log)
 	defer g.Close()
 	exec := func(q string) ([][]string, error) { return textRows(ctx, conn, q) }
-	s, err := g.Open(role, conn.Config().Database, nil, exec)
+	database = connDatabase(conn)
+	s, err := g.Open(role, database, nil, exec)
 	if err != nil {
 		return nil, err
 	}
 	p := policy{g: g, s: s, user: role, mayAnonymize: cfg.MayAnonymize(role)}
-	ex := &explanation{Role: role, Verdict: "masked", Why: "not in roles.unmasked"}
+	defer p.Close()
+	ex := &explanation{Role: role, Database: database, Verdict: "masked", Why: "not in roles.unmasked"}
 	if s == nil {
 		ex.Verdict, ex.Why = "unmasked", "in roles.unmasked: results pass untouched"
 	}
@@ -199,11 +207,11 @@ func (ex *explanation) rejected(err error) error {
 // anonymize explains an ANONYMIZE statement: the check of its WHERE for a
 // masked role, then the tables its plan changes.
 func (ex *explanation) anonymize(p policy, cfg *rules.Config, sql string, exec func(string) ([][]string, error)) error {
-	var err error
-	if p.s != nil {
-		p.schemas = p.s.SearchPath()
-	} else if p.schemas, err = currentSchemas(exec); err != nil {
+	if err := p.forAnonymize(ex.Database, exec); err != nil {
 		return err
+	}
+	if p.ownDB {
+		defer p.db.Release()
 	}
 	plan, err := p.planAnonymize(sql, func(check string) error {
 		_, err := p.s.Analyze(check)
@@ -213,8 +221,9 @@ func (ex *explanation) anonymize(p policy, cfg *rules.Config, sql string, exec f
 		return ex.rejected(err)
 	}
 	ex.Anonymize = &explainAnonymize{Table: plan.Table, Explain: plan.Explain}
+	view := cfg.ForDatabase(ex.Database)
 	for _, name := range plan.Tables {
-		t := cfg.Tables[name]
+		t := view.Tables[name]
 		at := anonymizeTable{Table: name, Action: "anonymize", Marker: t.AnonymizedMarker}
 		if t.OnAnonymize == "delete" {
 			at = anonymizeTable{Table: name, Action: "delete"}
@@ -273,6 +282,7 @@ func columnOf(pos int, o masking.Output) explainColumn {
 // write prints the explanation as readable tables.
 func (ex *explanation) write(w io.Writer) {
 	fmt.Fprintf(w, "role %s: %s (%s)\n", ex.Role, ex.Verdict, ex.Why)
+	fmt.Fprintf(w, "database %s\n", ex.Database)
 	if r := ex.Rejection; r != nil {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "  reason\t%s\n", r.Reason)

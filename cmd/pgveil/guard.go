@@ -12,6 +12,7 @@ import (
 	"github.com/pgveil/pgveil/anonymize"
 	"github.com/pgveil/pgveil/masking"
 	"github.com/pgveil/pgveil/proxy"
+	"github.com/pgveil/pgveil/rules"
 )
 
 // guard adapts masking.Guard and package anonymize to the proxy's Guard
@@ -26,20 +27,50 @@ func (g guard) Open(info proxy.SessionInfo, exec func(string) ([][]string, error
 	if err != nil {
 		return nil, err
 	}
+	cfg := g.g.Config()
 	p := policy{g: g.g, s: s, user: info.User}
-	if !g.g.Config().MayAnonymize(info.User) {
+	if !cfg.MayAnonymize(info.User) {
 		if s == nil {
 			return nil, nil
 		}
 		return p, nil
 	}
-	if s != nil {
-		p.schemas = s.SearchPath()
-	} else if p.schemas, err = currentSchemas(exec); err != nil {
+	if err := p.openAnonymize(cfg, info.Database, exec); err != nil {
+		p.Close()
 		return nil, err
 	}
-	p.mayAnonymize = true
 	return p, nil
+}
+
+// openAnonymize readies a session that may run ANONYMIZE: its search
+// path, and its database with the audit log there. When the log cannot be
+// made, the session opens anyway and its ANONYMIZE fails saying why.
+func (p *policy) openAnonymize(cfg *rules.Config, database string, exec func(string) ([][]string, error)) error {
+	if err := p.forAnonymize(database, exec); err != nil {
+		return err
+	}
+	p.mayAnonymize = true
+	p.auditErr = p.db.AuditLog(cfg.Roles.Anonymize)
+	return nil
+}
+
+// forAnonymize gives the policy what planning an ANONYMIZE needs: the
+// search path and the database, taken (ownDB) when the masked session
+// does not hold it already.
+func (p *policy) forAnonymize(database string, exec func(string) ([][]string, error)) error {
+	var err error
+	if p.s != nil {
+		p.schemas, p.db = p.s.SearchPath(), p.s.Database()
+	} else if p.schemas, err = currentSchemas(exec); err != nil {
+		return err
+	}
+	if p.db == nil {
+		if p.db, err = p.g.UseDatabase(database); err != nil {
+			return err
+		}
+		p.ownDB = true
+	}
+	return nil
 }
 
 // currentSchemas reads the session's effective search path.
@@ -77,6 +108,9 @@ type policy struct {
 	user         string
 	mayAnonymize bool
 	schemas      []string
+	db           *masking.Database // the session's database, for ANONYMIZE
+	ownDB        bool              // db was taken for this policy, not through s
+	auditErr     error             // the audit log could not be made at Open
 }
 
 func (p policy) Analyze(sql string) (proxy.Query, error) {
@@ -177,7 +211,30 @@ func (p policy) planAnonymize(sql string, check func(string) error) (*anonymize.
 			return nil, fmt.Errorf("pgveil: the WHERE clause of ANONYMIZE cannot be checked: %w", err)
 		}
 	}
-	return st.Plan(p.g.Config(), p.schemas, 0)
+	return p.planChecked(st)
+}
+
+// planChecked plans an ANONYMIZE under the rules of the session's
+// database, and refuses it where its audit log is missing or where check
+// found errors in the rules of a table it would change.
+func (p policy) planChecked(st *anonymize.Statement) (*anonymize.Plan, error) {
+	cfg := p.g.Config()
+	if p.db == nil {
+		return nil, errors.New("pgveil: ANONYMIZE needs the session's database")
+	}
+	if p.auditErr != nil {
+		if err := p.db.AuditLog(cfg.Roles.Anonymize); err != nil {
+			return nil, err
+		}
+	}
+	plan, err := st.Plan(cfg.ForDatabase(p.db.Name()), p.schemas, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.db.Refusal(plan.Table); err != nil {
+		return nil, err
+	}
+	return plan, nil
 }
 
 // whereCheck turns "[EXPLAIN] ANONYMIZE t WHERE ..." into "SELECT 1 FROM t
@@ -255,7 +312,14 @@ func (p policy) ScrubErrors(q proxy.Query, stmt int) bool {
 	return false
 }
 
-func (p policy) Close() {}
+func (p policy) Close() {
+	if p.s != nil {
+		p.s.Close()
+	}
+	if p.ownDB {
+		p.db.Release()
+	}
+}
 
 // analysis adapts masking.Analysis to proxy.Query.
 type analysis struct{ a *masking.Analysis }

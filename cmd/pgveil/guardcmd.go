@@ -14,7 +14,7 @@ import (
 )
 
 // guardUsage is pgveil guard --help.
-const guardUsage = `Usage: pgveil guard --config FILE [--dsn URL] [--drop]
+const guardUsage = `Usage: pgveil guard --config FILE [--dsn URL] [--database NAME | --all-databases] [--drop]
 
 Installs, on each table of the rules that declares an anonymized_marker, a
 trigger that keeps anonymized rows anonymized, whoever writes: through
@@ -36,7 +36,11 @@ or out of date with the rules.
 Connection: --dsn when given, else admin_dsn from the file, else the libpq
 environment with the file's upstream as the host. The role must own the
 tables (or be a superuser) and may need CREATE on the database for the
-schema pgveil.
+schema pgveil. --database NAME connects to NAME whatever the connection
+string names, and guards the tables of NAME's rules (its own under
+databases:, else the top-level ones); --all-databases does so in every
+database named under databases:, each in its own transaction. The
+summary names the database.
 
 Exit status: 0 when the guards are installed (or dropped), 1 on failure
 (nothing changed), 2 on a usage error.
@@ -48,12 +52,14 @@ func runGuard(args []string, stdout, stderr io.Writer) int {
 	config := fs.String("config", "pgveil.yaml", "configuration file")
 	dsn := fs.String("dsn", "", "connection `URL` or keyword/value string (default: admin_dsn, else the libpq environment)")
 	drop := fs.Bool("drop", false, "remove every guard trigger and function instead")
+	var dbf databaseFlags
+	dbf.register(fs, true)
 	var lf logFlags
 	lf.register(fs)
 	if _, status, ok := parseLogged(fs, &lf, args, stderr); !ok {
 		return status
 	}
-	if !flagsOnly(fs, stderr) {
+	if !flagsOnly(fs, stderr) || !dbf.valid(fs, stderr) {
 		return 2
 	}
 	cfg, err := rules.Load(*config)
@@ -61,18 +67,25 @@ func runGuard(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pgveil guard:", err)
 		return 1
 	}
+	return dbf.each(fs.Name(), cfg, stderr, func(database string) int {
+		return guardDatabase(cfg, *dsn, database, *drop, stdout, stderr)
+	})
+}
+
+// guardDatabase installs (or drops) the guards of one database.
+func guardDatabase(cfg *rules.Config, dsn, database string, drop bool, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	conn, err := adminConnect(ctx, cfg, *dsn)
+	conn, err := adminConnectDB(ctx, cfg, dsn, database)
 	if err != nil {
 		fmt.Fprintln(stderr, "pgveil guard:", err)
 		return 1
 	}
 	defer conn.Close(context.Background())
-	if *drop {
+	if drop {
 		err = dropGuards(ctx, conn, stdout)
 	} else {
-		err = installGuards(ctx, cfg, conn, stdout)
+		err = installGuards(ctx, cfg.ForDatabase(connDatabase(conn)), conn, stdout)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "pgveil guard:", err)
@@ -96,7 +109,7 @@ func installGuards(ctx context.Context, cfg *rules.Config, conn *pgx.Conn, stdou
 		}
 	}
 	if errs > 0 {
-		return fmt.Errorf("%s in %s (see pgveil check); no guard changed", count(errs, "error"), cfg.Path)
+		return fmt.Errorf("%s in %s for %s (see pgveil check); no guard changed", count(errs, "error"), cfg.Path, connectedTo(conn))
 	}
 	guards := rules.Guards(cfg)
 	_, err = inGuardTx(ctx, conn, func(tx pgx.Tx) error {

@@ -422,12 +422,19 @@ GRANT SELECT, UPDATE, DELETE ON customers, survey_responses TO dpo;`)
 	t.Cleanup(func() {
 		db.Exec(context.Background(), "DELETE FROM survey_responses WHERE customer_id IN (50, 51); DELETE FROM customers WHERE id IN (50, 51)")
 	})
+	auditLogFor(t, "dpo")
+}
+
+// auditLogFor creates pgveil.anonymize_log when absent and lets roles
+// append to it.
+func auditLogFor(t *testing.T, roles ...string) {
+	ctx := testCtx(t)
 	conn, err := pgx.Connect(ctx, db.DSN("postgres", "", "postgres"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if err := anonymize.EnsureAuditLog(ctx, conn, []string{"dpo"}); err != nil {
+	if err := anonymize.EnsureAuditLog(ctx, conn, roles); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -18,7 +18,7 @@ import (
 )
 
 // scanUsage is pgveil scan --help.
-const scanUsage = `Usage: pgveil scan [--dsn URL] [--schema NAME,...] [--values N] [--timeout D] [--write FILE [--force]]
+const scanUsage = `Usage: pgveil scan [--dsn URL] [--database NAME] [--schema NAME,...] [--values N] [--timeout D] [--write FILE [--force]]
 
 Finds the columns of a live database that look like personal data, by
 their names (English and Norwegian/Scandinavian: email, e-post, telefon,
@@ -38,7 +38,9 @@ strategy per column that fit its type and constraints; pgveil check accepts
 it. An existing file is kept unless --force.
 
 Connection: --dsn when given, else the libpq environment (PGHOST, PGPORT,
-PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, PGSERVICE, ~/.pgpass).
+PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, PGSERVICE, ~/.pgpass);
+--database NAME connects to NAME whatever they name. The summary names the
+database scanned.
 
 Exit status: 0 when the scan ran (whether or not it found anything), 1 when
 the database cannot be read or the file cannot be written, 2 on a usage
@@ -57,6 +59,8 @@ func runScan(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("scan", scanUsage, stderr)
 	var f scanFlags
 	fs.StringVar(&f.dsn, "dsn", "", "connection `URL` or keyword/value string (default: the libpq environment)")
+	var dbf databaseFlags
+	dbf.register(fs, false)
 	fs.StringVar(&f.schemas, "schema", "", "comma-separated `schemas` to scan (default: all but the system schemas)")
 	fs.IntVar(&f.opts.Values, "values", scan.DefaultValues, "most rows sampled per table (0: names only)")
 	fs.DurationVar(&f.opts.Timeout, "timeout", scan.DefaultTimeout, "statement_timeout of each query")
@@ -79,7 +83,7 @@ func runScan(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	return withAdminConn("scan", &rules.Config{}, f.dsn, stderr, log, func(ctx context.Context, conn *pgx.Conn, target string) int {
+	return withAdminConn("scan", &rules.Config{}, f.dsn, dbf.name, stderr, log, func(ctx context.Context, conn *pgx.Conn, target string) int {
 		return f.run(ctx, conn, target, stdout, stderr)
 	})
 }

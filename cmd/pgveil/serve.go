@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"syscall"
 	"time"
 
@@ -21,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/pgveil/pgveil/anonymize"
 	"github.com/pgveil/pgveil/masking"
 	"github.com/pgveil/pgveil/proxy"
 	"github.com/pgveil/pgveil/rules"
@@ -100,7 +100,7 @@ func serveUntil(ctx context.Context, path string, log *slog.Logger) error {
 	cfg := loaded.cfg
 	g := masking.NewGuard(cfg, log)
 	defer g.Close()
-	ensureAuditLog(ctx, cfg, log)
+	prepareDatabases(g, cfg, nil, log)
 	logRuleChanges(ctx, "start", nil, loaded, log)
 	opts, err := proxyOptions(cfg, g)
 	if err != nil {
@@ -162,7 +162,7 @@ func reload(srv *proxy.Server, g *masking.Guard, path string, log *slog.Logger) 
 		if opts, err = proxyOptions(cfg, g); err == nil {
 			old := g.Config()
 			g.Reload(cfg)
-			ensureAuditLog(context.Background(), cfg, log)
+			prepareDatabases(g, cfg, g.OpenDatabases(), log)
 			srv.Reload(opts)
 			log.Info("configuration reloaded", "path", path)
 			logRuleChanges(context.Background(), "reload", old, loaded, log)
@@ -182,7 +182,7 @@ func proxyOptions(cfg *rules.Config, g *masking.Guard) (proxy.Options, error) {
 		PeerID:          cfg.PeerID,
 		Peers:           cfg.Peers,
 	}
-	if len(cfg.Tables) > 0 {
+	if cfg.HasTables() {
 		opts.Guard = guard{g}
 	}
 	if cfg.TLS.Enabled() {
@@ -253,22 +253,27 @@ func startCPUProfile(path string) (stop func(), err error) {
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
-// ensureAuditLog creates pgveil.anonymize_log when the rules let a role
-// run ANONYMIZE, with the proxy's own connection. Without the log every
-// ANONYMIZE fails (and changes nothing), so a failure here is logged loudly
-// but does not stop the proxy.
-func ensureAuditLog(ctx context.Context, cfg *rules.Config, log *slog.Logger) {
-	if len(cfg.Roles.Anonymize) == 0 || len(cfg.Tables) == 0 {
-		return
+// prepareDatabases checks the rules (at start and on reload) in the
+// databases the proxy knows of: those open, those under databases:, and
+// the admin connection's. When the rules let a role run ANONYMIZE, it
+// creates the audit log there too. Other databases are prepared when a
+// session first uses them. Failures are logged: the proxy starts anyway,
+// and ANONYMIZE fails where the log is missing, saying why.
+func prepareDatabases(g *masking.Guard, cfg *rules.Config, open []string, log *slog.Logger) {
+	names := append(open, cfg.DatabaseNames()...)
+	if db := adminDatabase(cfg); db != "" {
+		names = append(names, db)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	conn, err := adminConnect(ctx, cfg, "")
-	if err == nil {
-		defer conn.Close(context.Background())
-		err = anonymize.EnsureAuditLog(ctx, conn, cfg.Roles.Anonymize)
-	}
-	if err != nil {
-		log.Error("cannot create the ANONYMIZE audit log "+anonymize.AuditTable+"; ANONYMIZE will fail until it exists", "err", err)
+	slices.Sort(names)
+	for _, name := range slices.Compact(names) {
+		d, err := g.UseDatabase(name)
+		if err != nil {
+			log.Error("cannot open the database to check the rules", "database", name, "err", err)
+			continue
+		}
+		if len(cfg.Roles.Anonymize) > 0 && len(cfg.ForDatabase(name).Tables) > 0 {
+			d.AuditLog(cfg.Roles.Anonymize) // logs its own failure
+		}
+		d.Release()
 	}
 }

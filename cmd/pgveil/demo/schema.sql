@@ -29,29 +29,28 @@ CREATE TABLE survey_responses (
 );
 CREATE INDEX ON survey_responses (customer_id);
 
--- Contact-centre conversations, one partition per month. A conversation's
--- id starts with the day it began (YYYYMMDD, then a 6-digit number), so the
--- monthly partitions are ranges of ids and the id alone is the primary key:
--- ANONYMIZE needs a key that names exactly one row, and PostgreSQL accepts a
--- unique key on a partitioned table only if it holds the partition key.
+-- Contact-centre conversations, one partition per month of started_at.
+-- PostgreSQL accepts a unique key on a partitioned table only if it holds
+-- the partition key, so the primary key is (id, started_at), and the rules
+-- declare that composite key.
 CREATE TABLE conversations (
-  id          int8 PRIMARY KEY,
+  id          int8 NOT NULL,
   customer_id int8 NOT NULL REFERENCES customers,
   started_at  timestamptz NOT NULL,
   channel     text NOT NULL,
   phone       text,
   email       text,
-  transcript  text
-) PARTITION BY RANGE (id);
+  transcript  text,
+  PRIMARY KEY (id, started_at)
+) PARTITION BY RANGE (started_at);
 CREATE INDEX ON conversations (customer_id);
 
 DO $$
 BEGIN
   FOR m IN 1..12 LOOP
-    EXECUTE format('CREATE TABLE conversations_2024_%s PARTITION OF conversations FOR VALUES FROM (%s) TO (%s)',
-      lpad(m::text, 2, '0'),
-      to_char(make_date(2024, m, 1), 'YYYYMMDD')::int8 * 1000000,
-      to_char(make_date(2024, m, 1) + interval '1 month', 'YYYYMMDD')::int8 * 1000000);
+    EXECUTE format('CREATE TABLE conversations_2024_%s PARTITION OF conversations FOR VALUES FROM (%L) TO (%L)',
+      lpad(m::text, 2, '0'), make_timestamptz(2024, m, 1, 0, 0, 0, 'UTC'),
+      make_timestamptz(2024, m, 1, 0, 0, 0, 'UTC') + interval '1 month');
   END LOOP;
 END $$;
 
@@ -103,7 +102,7 @@ JOIN customers c ON c.id = 1 + (n * 53) % 2000;
 
 -- 6,000 conversations spread over 2024.
 INSERT INTO conversations
-SELECT to_char(t AT TIME ZONE 'UTC', 'YYYYMMDD')::int8 * 1000000 + n, c.id, t, ch,
+SELECT n, c.id, t, ch,
        CASE WHEN ch = 'phone' THEN c.phone END,
        CASE WHEN ch <> 'phone' THEN c.email END,
        'Agent: Hello, you are speaking with ' || (ARRAY['Mona', 'Rune', 'Priya', 'Tom'])[1 + n % 4] || '. How can I help?' || E'\n' ||
