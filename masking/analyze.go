@@ -32,8 +32,11 @@ func Analyze(sql string, cat Catalog, opt Options) (plan *Plan, err error) {
 	if opt.MaxViewDepth <= 0 {
 		opt.MaxViewDepth = defaultMaxViewDepth
 	}
-	a := &analyzer{cat: cat, opt: opt}
+	a := &analyzer{cat: cat, opt: opt, pathCall: pathCall(tree.GetStmts())}
 	defer catchBailout(&plan, &err)
+	if name := a.pgSettingsName(tree.GetStmts()); name != "" {
+		a.settingsCall, a.settingsName = tree.GetStmts()[0].GetStmt().GetSelectStmt().GetTargetList()[0].GetResTarget().GetVal().GetFuncCall(), name
+	}
 	plan = &Plan{}
 	for _, raw := range tree.GetStmts() {
 		plan.Statements = append(plan.Statements, a.topStatement(raw.GetStmt()))
@@ -58,6 +61,12 @@ type analyzer struct {
 	steps int
 	// marks are the nodes the server must run changed (rewrite.go).
 	marks map[any]rewriteKind
+	// pathCall is the one set_config call that may set search_path, and
+	// settingsCall one whose setting is settingsName (searchpath.go).
+	pathCall, settingsCall *pg.FuncCall
+	settingsName           string
+	// top is the top-level statement being analysed.
+	top *pg.Node
 }
 
 // maxSteps bounds the work of one analysis. Nested recursive queries are
@@ -85,6 +94,8 @@ type stmtState struct {
 	// relations caches the columns of the relations read, views
 	// included, with what reading them reads.
 	relations map[string]relationEntry
+	// path is what the statement does to search_path.
+	path pathKind
 }
 
 type relationEntry struct {
@@ -98,9 +109,13 @@ func newStmtState() *stmtState {
 
 func (a *analyzer) topStatement(n *pg.Node) StatementPlan {
 	a.st = newStmtState()
+	a.top = n
 	sp := a.statement(n)
 	sp.ReadsPII = len(a.st.reads) > 0 || a.st.unseen
 	sp.Origins = a.st.originList()
+	if sp.path == pathNone {
+		sp.path = a.st.path
+	}
 	a.resolved = append(a.resolved, a.st.resolved)
 	return sp
 }
@@ -139,14 +154,20 @@ func (a *analyzer) readsDuring(f func()) lineage {
 // is followed by one that resolves names: the later statement was analysed
 // against the catalog as it was before the change.
 func (a *analyzer) checkSequence(sps []StatementPlan) {
-	changed := false
+	changed, pathChanged := false, false
 	for i, sp := range sps {
 		if changed && a.resolvedIn(i) {
 			a.fail(&Rejection{Construct: "a schema change followed by other statements",
 				Message: "pgveil: a statement that changes the schema must be sent on its own, not followed by other statements in the same query",
 				Hint:    "send the statements one by one"})
 		}
+		if pathChanged && a.resolvedIn(i) {
+			a.fail(&Rejection{Kind: ReasonIdentity, Construct: "a search_path change followed by other statements",
+				Message: "pgveil: a statement that changes search_path must be sent on its own, not followed by other statements in the same query",
+				Hint:    "send the statements one by one"})
+		}
 		changed = changed || sp.ChangesCatalog
+		pathChanged = pathChanged || sp.path != pathNone
 	}
 }
 

@@ -131,6 +131,9 @@ func (c *testCatalog) catalogRelations() {
 	c.rel(&Relation{OID: 1259, Schema: "pg_catalog", Name: "pg_class", Kind: 'r', Columns: []Column{
 		tcol("oid", 1, 26, nil, ""), tcol("relname", 2, oidName, nil, ""), tcol("reltuples", 3, oidFloat4, nil, ""),
 	}})
+	c.rel(&Relation{OID: 12200, Schema: "pg_catalog", Name: "pg_settings", Kind: 'v',
+		ViewSQL: "SELECT a.name, a.setting FROM pg_show_all_settings() a(name, setting)",
+		Columns: []Column{tcol("name", 1, oidText, nil, ""), tcol("setting", 2, oidText, nil, "")}})
 	c.rel(&Relation{OID: 16600, Schema: "public", Name: "orders_id_seq", Kind: 'S', Columns: []Column{
 		tcol("last_value", 1, oidInt8, nil, ""), tcol("log_cnt", 2, oidInt8, nil, ""), tcol("is_called", 3, 16, nil, ""),
 	}})

@@ -167,7 +167,12 @@ func (a *analyzer) viewLineage(rel *Relation, it *item) {
 		a.refuse("reading view "+rel.Schema+"."+rel.Name, "pgveil cannot read its definition")
 	}
 	a.views++
+	outer := a.cat
+	if v, ok := a.cat.(viewCatalog); ok {
+		a.cat = v.ForViews() // the definition names relations for its own path
+	}
 	out := a.query(stmts[0].GetStmt(), nil)
+	a.cat = outer
 	a.views--
 	if out.open || len(out.cols) != len(it.cols) {
 		all := out.all()

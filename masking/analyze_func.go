@@ -98,16 +98,16 @@ func (a *analyzer) jsonAgg(c *pg.JsonAggConstructor, n *pg.Node, sc *scope) line
 // pg_catalog that the rules do not allow (its code runs on raw values).
 // fc is nil for the c.f and (c).f notations.
 func (a *analyzer) checkFunction(schema, name string, fc *pg.FuncCall, args []lineage, sc *scope) {
+	builtin := schema == "" || schema == "pg_catalog"
+	if builtin && name == "set_config" {
+		a.setConfig(fc) // in a view too: it would change the session's settings under the analyser
+	}
 	if a.views > 0 {
 		return
 	}
 	l := derive(args...)
-	builtin := schema == "" || schema == "pg_catalog"
-	switch {
-	case builtin && runsOnItsOwn(name):
+	if builtin && runsOnItsOwn(name) {
 		a.refuse("function "+name, "it runs SQL or reads data on its own")
-	case builtin && name == "set_config":
-		a.setConfig(fc)
 	}
 	if builtin && hasSideEffect(name) && l.pii() {
 		a.refusePIIAs(ReasonSideChannel, "function "+name, "passing it to "+name, l, "")
@@ -271,17 +271,25 @@ func (a *analyzer) rowAsJSON(n *pg.Node, sc *scope) bool {
 }
 
 // setConfig allows set_config only with a constant setting name that is
-// not an identity setting.
+// not an identity setting, and of search_path only in the one form the
+// session can follow (pathCall).
 func (a *analyzer) setConfig(fc *pg.FuncCall) {
 	args := fc.GetArgs()
 	if len(args) == 0 {
 		return
 	}
-	c := args[0].GetAConst()
-	if c == nil || c.GetSval() == nil {
-		a.refuse("set_config with a setting name that is not a constant", "")
+	name := a.settingsName
+	if fc == nil || fc != a.settingsCall {
+		c := args[0].GetAConst()
+		if c == nil || c.GetSval() == nil {
+			a.refuse("set_config with a setting name that is not a constant", "")
+		}
+		name = strings.ToLower(c.GetSval().GetSval())
 	}
-	name := strings.ToLower(c.GetSval().GetSval())
+	if name == "search_path" {
+		a.pathSetConfig(fc)
+		return
+	}
 	if _, ok := identityNames[name]; ok {
 		a.refuse("set_config of "+name, "it changes who the session is or how it resolves names")
 	}

@@ -49,6 +49,7 @@ type goldenStatement struct {
 	Prepared       string      `json:"prepared,omitempty"`
 	Copy           *goldenCopy `json:"copy,omitempty"`
 	ChangesCatalog bool        `json:"changes_catalog,omitempty"`
+	SearchPath     string      `json:"search_path,omitempty"` // set, local, reset, reset_local
 }
 
 type goldenCopy struct {
@@ -99,7 +100,8 @@ func renderResult(p *Plan, err error) goldenResult {
 	stmts := []goldenStatement{}
 	for _, sp := range p.Statements {
 		gs := goldenStatement{Tag: sp.Tag, ReadsPII: sp.ReadsPII, Cursor: sp.Cursor,
-			Prepared: sp.Prepared, Copy: renderCopy(sp.Copy), ChangesCatalog: sp.ChangesCatalog}
+			Prepared: sp.Prepared, Copy: renderCopy(sp.Copy), ChangesCatalog: sp.ChangesCatalog,
+			SearchPath: [...]string{"", "set", "local", "reset", "reset_local"}[sp.path]}
 		for _, o := range sp.Outputs {
 			gs.Outputs = append(gs.Outputs, renderOutput(o))
 		}

@@ -29,7 +29,7 @@ func (a *analyzer) statement(n *pg.Node) StatementPlan {
 	case *pg.Node_VariableShowStmt:
 		return showPlan(x.VariableShowStmt.GetName())
 	case *pg.Node_TransactionStmt:
-		return StatementPlan{Tag: transactionTag(x.TransactionStmt.GetKind())}
+		return StatementPlan{Tag: transactionTag(x.TransactionStmt.GetKind()), txn: txnOf(x.TransactionStmt)}
 	case *pg.Node_CreateTableAsStmt:
 		return a.createTableAs(x.CreateTableAsStmt)
 	case *pg.Node_ViewStmt:
@@ -123,7 +123,11 @@ func (a *analyzer) sessionStatement(n *pg.Node) (StatementPlan, bool) {
 	case *pg.Node_DiscardStmt:
 		mode := x.DiscardStmt.GetTarget()
 		tag := "DISCARD " + strings.TrimPrefix(mode.String(), "DISCARD_")
-		return StatementPlan{Tag: tag, ChangesCatalog: mode == pg.DiscardMode_DISCARD_ALL || mode == pg.DiscardMode_DISCARD_TEMP}, true
+		sp := StatementPlan{Tag: tag, ChangesCatalog: mode == pg.DiscardMode_DISCARD_ALL || mode == pg.DiscardMode_DISCARD_TEMP}
+		if mode == pg.DiscardMode_DISCARD_ALL {
+			sp.path = pathReset // DISCARD ALL runs RESET ALL
+		}
+		return sp, true
 	}
 	return StatementPlan{}, false
 }
@@ -150,9 +154,13 @@ func (a *analyzer) explain(e *pg.ExplainStmt) StatementPlan {
 }
 
 // setStmt refuses identity settings: SET ROLE, SET SESSION AUTHORIZATION,
-// SET search_path (LOCAL too), their RESET, and RESET ALL.
+// their RESET, and RESET ALL. SET and RESET of search_path (LOCAL too) are
+// followed (searchpath.go).
 func (a *analyzer) setStmt(s *pg.VariableSetStmt) StatementPlan {
 	a.checkSetting(s)
+	if strings.EqualFold(s.GetName(), "search_path") {
+		a.pathSetStmt(s)
+	}
 	a.values(s.GetArgs(), newScope(nil))
 	switch s.GetKind() {
 	case pg.VariableSetKind_VAR_RESET, pg.VariableSetKind_VAR_RESET_ALL:
@@ -161,8 +169,11 @@ func (a *analyzer) setStmt(s *pg.VariableSetStmt) StatementPlan {
 	return StatementPlan{Tag: "SET"}
 }
 
-var identityNames = map[string]string{"role": "ROLE", "session_authorization": "SESSION AUTHORIZATION", "search_path": "search_path"}
+var identityNames = map[string]string{"role": "ROLE", "session_authorization": "SESSION AUTHORIZATION"}
 
+// checkSetting applies the rules on settings to SET, RESET and ALTER
+// ROLE/DATABASE ... SET. search_path may be set: a session follows its
+// own changes, and reads what ALTER ROLE or DATABASE set when it starts.
 func (a *analyzer) checkSetting(s *pg.VariableSetStmt) {
 	if s == nil {
 		return
@@ -170,7 +181,7 @@ func (a *analyzer) checkSetting(s *pg.VariableSetStmt) {
 	verb := "SET "
 	switch {
 	case s.GetKind() == pg.VariableSetKind_VAR_RESET_ALL:
-		a.refuse("RESET ALL", "it resets the role, session authorization and search_path")
+		a.refuse("RESET ALL", "it resets the role and session authorization")
 	case s.GetKind() == pg.VariableSetKind_VAR_RESET:
 		verb = "RESET "
 	case s.GetIsLocal():
@@ -183,11 +194,7 @@ func (a *analyzer) checkSetting(s *pg.VariableSetStmt) {
 	if !ok {
 		return
 	}
-	why := "it changes who the session is"
-	if name == "search_path" {
-		why = "it changes how names resolve; schema-qualify names instead"
-	}
-	a.refuse(verb+name, why)
+	a.refuse(verb+name, "it changes who the session is")
 }
 
 // planSettings are the planner's cost settings. With the enable_*

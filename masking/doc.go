@@ -115,14 +115,67 @@
 //     pg_stats_ext_exprs) hold sampled values and are refused. Renaming,
 //     moving or altering a relation that holds PII is refused: the rules
 //     name it.
-//   - Identity. SET ROLE, SET SESSION AUTHORIZATION, SET search_path (and
-//     LOCAL, RESET, RESET ALL, ALTER ROLE/DATABASE ... SET of them) and
-//     set_config of these or of a setting name that is not a constant: the
-//     session must stay the role it logged in as, resolving names the way
-//     the Catalog does. Functions named in pg_temp are refused (the
+//   - Identity. SET ROLE, SET SESSION AUTHORIZATION (and LOCAL, RESET,
+//     RESET ALL, ALTER ROLE/DATABASE ... SET of them) and set_config of
+//     these or of a setting name that is not a constant: the session must
+//     stay the role it logged in as. search_path is followed instead (see
+//     below); the forms of changing it that the session cannot follow
+//     exactly are refused. Functions named in pg_temp are refused (the
 //     Catalog does not search it), and so is a function the Catalog does
-//     not know called on a PII-derived value: it may exist by the time the
-//     text runs.
+//     not know called on a PII-derived value: it may exist by the time
+//     the text runs.
+//
+// # search_path
+//
+// The analyser resolves unqualified names as the server does for the
+// session (searchpath.go, session_path.go, pgcatalog.go): the setting split
+// as SplitIdentifierString splits it (lowercased unless quoted, names
+// truncated to 63 bytes), "$user" as the login role, pg_catalog first
+// unless listed, schemas that do not exist or that the role may not use
+// (USAGE) skipped. pg_temp is left out: a masked role cannot put PII into a
+// temporary relation, so resolving past one masks more, never less (and
+// functions are never looked up there). The path at login is read from the
+// session itself, so startup options and ALTER ROLE/DATABASE ... SET count.
+//
+// A session's path changes only through statements the analyser follows:
+// SET, SET LOCAL, RESET and SET ... TO DEFAULT of search_path, DISCARD
+// ALL, and SELECT pg_catalog.set_config('search_path', '<constant>',
+// <true|false>) as the one target of a SELECT with no other clause, alone
+// in its text. Anywhere else set_config of search_path is refused: in a
+// WHERE clause, a CASE branch, a FROM that runs it once per row, a CTE, a
+// view or a function body it may run any number of times, or none, which
+// the analyser cannot know. A function's SET search_path clause is refused
+// (its body would resolve through a path the analyser did not see), and a
+// text in which a path change is followed by a statement that resolves
+// names is refused (that statement was analysed under the old path).
+//
+// The value is tracked with the transaction, as guc.c keeps it
+// (pathTracker): a completed SET (CommandComplete) applies at once; at the
+// transaction's end it is kept by a commit and dropped by a rollback; SET
+// LOCAL lasts until the end; SAVEPOINT saves the values and ROLLBACK TO
+// restores them; a failed statement in a block leaves it failed until
+// ROLLBACK (a COMMIT of it rolls back), and outside a block rolls the
+// implicit transaction back. The proxy reports every ReadyForQuery's
+// status and whether an error came before it (Policy.Ready), which is how
+// the session learns that an implicit transaction committed or failed. If
+// the status ever contradicts what the tracker saw (a block ended that it
+// did not see end, with the path changed in it), the session refuses every
+// further query: it cannot know the path, so it does not guess.
+//
+// Two more things keep the analyser's path the server's at the moment each
+// statement runs. A statement that may change the path (a SET of it, or
+// the end of a transaction it was changed in) is a barrier: until its
+// ReadyForQuery the proxy refuses every Query, Parse and Bind sent behind
+// it, since they would be analysed before the change and run after it.
+// And the server parses a prepared statement again when search_path has
+// changed since it was prepared, so a Bind (Session.Bindable) or EXECUTE of
+// a statement analysed under another path is refused; it may be prepared
+// again. Cursors keep the plan they were declared with.
+//
+// View definitions are read with search_path empty (every name outside
+// pg_catalog schema-qualified by pg_get_viewdef) and analysed through
+// pg_catalog alone, so the session's path does not change what a view
+// reads. The plan cache key holds the path (pathKey).
 //
 // Rejection.Reason names which of these rules a rejection enforces
 // (oracle, error, grouping, write, side_channel, code, identity, catalog;
@@ -213,7 +266,9 @@
 //     PII column runs its function on raw values; masked roles cannot
 //     create operators, but existing ones are not checked.
 //   - Allowed functions are trusted: their results are treated as derived
-//     from their arguments only.
+//     from their arguments only.  A function body resolves its unqualified
+//     names through the caller's search_path: give allowed functions a
+//     SET search_path clause, or schema-qualify their bodies.
 //   - Lookup columns reveal whether a guessed value exists, by design, and
 //     writes to PII tables by masked roles can probe unique constraints.
 //   - The analysis is as fresh as the Catalog. The session drops its cached

@@ -63,10 +63,12 @@ func (c *dbCatalog) forget() {
 	c.funcs.Purge()
 }
 
-// relation resolves name in the first of schemas that has it.
-func (c *dbCatalog) relation(schemas []string, name string) (*Relation, error) {
-	r := cached(c.rels, schemas, name, func() relResult {
-		rel, err := c.readRelation(schemas, name)
+// relation resolves name in the first of schemas that has it. When role
+// is set (an unqualified name), schemas the role may not use are skipped,
+// as the server skips them on its search_path.
+func (c *dbCatalog) relation(role string, schemas []string, name string) (*Relation, error) {
+	r := cached(c.rels, role, schemas, name, func() relResult {
+		rel, err := c.readRelation(role, schemas, name)
 		return relResult{rel, err}
 	})
 	return r.rel, r.err
@@ -74,8 +76,8 @@ func (c *dbCatalog) relation(schemas []string, name string) (*Relation, error) {
 
 // cached returns the cached result for a name in schemas, reading and
 // caching it on a miss.
-func cached[V any](cache *expirable.LRU[string, V], schemas []string, name string, read func() V) V {
-	key := strings.Join(schemas, ",") + "\x00" + name
+func cached[V any](cache *expirable.LRU[string, V], role string, schemas []string, name string, read func() V) V {
+	key := role + "\x00" + strings.Join(schemas, "\x00") + "\x00\x00" + name
 	if v, ok := cache.Get(key); ok {
 		return v
 	}
@@ -86,7 +88,6 @@ func cached[V any](cache *expirable.LRU[string, V], schemas []string, name strin
 
 const relationSQL = `
 SELECT c.oid, n.nspname, c.relname, c.relkind::text,
-       CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END,
        ARRAY(WITH RECURSIVE anc(oid) AS (
                SELECT i.inhparent FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid
                UNION SELECT i.inhparent FROM pg_catalog.pg_inherits i JOIN anc ON i.inhrelid = anc.oid)
@@ -95,22 +96,22 @@ SELECT c.oid, n.nspname, c.relname, c.relkind::text,
              JOIN pg_catalog.pg_namespace an ON an.oid = ac.relnamespace)
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relname = $1 AND n.nspname = ANY($2)
+  AND ($3 = '' OR pg_catalog.has_schema_privilege($3, n.oid, 'USAGE'))
 ORDER BY array_position($2, n.nspname::text) LIMIT 1`
 
 const columnsSQL = `
 SELECT attname, attnum, atttypid FROM pg_catalog.pg_attribute
 WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum`
 
-func (c *dbCatalog) readRelation(schemas []string, name string) (*Relation, error) {
+func (c *dbCatalog) readRelation(role string, schemas []string, name string) (*Relation, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), catalogQueryTimeout)
 	defer cancel()
 	var (
 		rel       Relation
 		kind      string
-		viewSQL   *string
 		ancestors []string
 	)
-	err := c.pool.QueryRow(ctx, relationSQL, name, schemas).Scan(&rel.OID, &rel.Schema, &rel.Name, &kind, &viewSQL, &ancestors)
+	err := c.pool.QueryRow(ctx, relationSQL, name, schemas, role).Scan(&rel.OID, &rel.Schema, &rel.Name, &kind, &ancestors)
 	if err != nil {
 		if strings.Contains(err.Error(), "no rows") {
 			return nil, nil
@@ -118,13 +119,31 @@ func (c *dbCatalog) readRelation(schemas []string, name string) (*Relation, erro
 		return nil, fmt.Errorf("pgveil: reading the catalog for %s: %w", name, err)
 	}
 	rel.Kind = kind[0]
-	if viewSQL != nil {
-		rel.ViewSQL = *viewSQL
+	if rel.Kind == 'v' || rel.Kind == 'm' {
+		if rel.ViewSQL, err = c.viewDefinition(ctx, rel.OID); err != nil {
+			return nil, fmt.Errorf("pgveil: reading the definition of view %s.%s: %w", rel.Schema, rel.Name, err)
+		}
 	}
 	if err := c.readColumns(ctx, &rel); err != nil {
 		return nil, err
 	}
 	return &rel, c.applyRules(&rel, ancestors)
+}
+
+// viewDefinition reads a view's definition with every name outside
+// pg_catalog schema-qualified: pg_get_viewdef leaves out the schemas on
+// its connection's search_path, and the analyser reads the text through
+// a path of pg_catalog alone (sessionCatalog.ForViews), whatever the
+// session's path is.
+func (c *dbCatalog) viewDefinition(ctx context.Context, oid uint32) (string, error) {
+	var def string
+	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL search_path = ''"); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, "SELECT pg_catalog.pg_get_viewdef($1::pg_catalog.oid)", oid).Scan(&def)
+	})
+	return def, err
 }
 
 func (c *dbCatalog) readColumns(ctx context.Context, rel *Relation) error {
@@ -190,23 +209,25 @@ FROM pg_catalog.pg_proc p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 JOIN pg_catalog.pg_language l ON l.oid = p.prolang
 WHERE p.proname = $1 AND n.nspname = ANY($2)
+  AND ($3 = '' OR pg_catalog.has_schema_privilege($3, n.oid, 'USAGE'))
 ORDER BY (n.nspname = 'pg_catalog'), (l.lanname IN ('internal', 'c')), array_position($2, n.nspname::text) LIMIT 1`
 
-// function resolves a function name among schemas (see functionSQL).
-func (c *dbCatalog) function(schemas []string, name string) (*Function, error) {
-	r := cached(c.funcs, schemas, name, func() funcResult {
-		fn, err := c.readFunction(schemas, name)
+// function resolves a function name among schemas (see functionSQL and
+// relation for role).
+func (c *dbCatalog) function(role string, schemas []string, name string) (*Function, error) {
+	r := cached(c.funcs, role, schemas, name, func() funcResult {
+		fn, err := c.readFunction(role, schemas, name)
 		return funcResult{fn, err}
 	})
 	return r.fn, r.err
 }
 
-func (c *dbCatalog) readFunction(schemas []string, name string) (*Function, error) {
+func (c *dbCatalog) readFunction(role string, schemas []string, name string) (*Function, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), catalogQueryTimeout)
 	defer cancel()
 	var fn Function
 	var volatile string
-	err := c.pool.QueryRow(ctx, functionSQL, name, schemas).Scan(&fn.Schema, &fn.Name, &fn.Language, &volatile, &fn.System)
+	err := c.pool.QueryRow(ctx, functionSQL, name, schemas, role).Scan(&fn.Schema, &fn.Name, &fn.Language, &volatile, &fn.System)
 	if err != nil {
 		if strings.Contains(err.Error(), "no rows") {
 			return nil, nil
@@ -233,55 +254,35 @@ func allowed(list []string, schema, name string) bool {
 // through the session's search_path.
 type sessionCatalog struct {
 	db   *dbCatalog
+	role string   // the login role, whose schema privileges the path follows
 	path []string // schemas to search, pg_catalog first unless placed
 }
 
-func (s *sessionCatalog) schemas(schema string) []string {
+// schemas returns where a name is looked up, and the role whose USAGE
+// privilege filters them ("" for a qualified name).
+func (s *sessionCatalog) schemas(schema string) (string, []string) {
 	if schema != "" {
-		return []string{schema}
+		return "", []string{schema}
 	}
-	return s.path
+	return s.role, s.path
 }
 
 // Relation implements Catalog.
 func (s *sessionCatalog) Relation(schema, name string) (*Relation, error) {
-	return s.db.relation(s.schemas(schema), name)
+	role, schemas := s.schemas(schema)
+	return s.db.relation(role, schemas, name)
+}
+
+// ForViews returns the catalog view definitions are read through: names
+// as viewDefinition wrote them, unqualified only in pg_catalog.
+func (s *sessionCatalog) ForViews() Catalog {
+	return &sessionCatalog{db: s.db, path: []string{"pg_catalog"}}
 }
 
 // Function implements Catalog.
 func (s *sessionCatalog) Function(schema, name string) (*Function, error) {
-	return s.db.function(s.schemas(schema), name)
-}
-
-// searchPath turns a search_path setting into the schemas searched, as
-// the server does: "$user" stands for the login role, pg_catalog comes
-// first unless listed. pg_temp is left out: a masked role cannot create a
-// temporary relation that holds protected values (writes of PII are
-// rejected), so resolving its name to the protected table instead only
-// masks more.
-func searchPath(setting, user string) []string {
-	var path []string
-	for _, part := range strings.Split(setting, ",") {
-		s := strings.TrimSpace(part)
-		if strings.HasPrefix(s, `"`) && strings.HasSuffix(s, `"`) && len(s) >= 2 {
-			s = strings.ReplaceAll(s[1:len(s)-1], `""`, `"`)
-		}
-		switch s {
-		case "":
-			continue
-		case "$user":
-			s = user
-		case "pg_temp":
-			continue
-		}
-		path = append(path, s)
-	}
-	for _, s := range path {
-		if s == "pg_catalog" {
-			return path
-		}
-	}
-	return append([]string{"pg_catalog"}, path...)
+	role, schemas := s.schemas(schema)
+	return s.db.function(role, schemas, name)
 }
 
 // origin is a column as RowDescription names it.

@@ -57,6 +57,12 @@ type StatementPlan struct {
 	// resolve (CREATE, ALTER, DROP, SELECT INTO, DISCARD ALL...): the proxy
 	// must drop the session's cached catalog entries once it completes.
 	ChangesCatalog bool
+
+	// path is what the statement does to search_path, and txn the
+	// transaction control it is (searchpath.go): the session follows both
+	// to resolve names as the server does.
+	path pathKind
+	txn  txnOp
 }
 
 // Origin is a relation column whose values are PII or derive from it.

@@ -115,8 +115,11 @@ func (g *Guard) Open(user, database string, params map[string]string, exec func(
 	}
 	db := d.catalog(cfg, gen)
 	db.protectedColumns() // loaded now, while blocking is allowed
-	path := searchPath(rows[0][0], user)
-	s := newSession(g, user, database, &sessionCatalog{db: db, path: path}, path)
+	path, err := searchPath(rows[0][0], user)
+	if err != nil {
+		return nil, err
+	}
+	s := newSession(g, user, database, &sessionCatalog{db: db, role: user, path: path}, path)
 	s.cfg, s.gen, s.db, s.d = cfg, gen, db, d
 	return s, nil
 }
@@ -124,7 +127,8 @@ func (g *Guard) Open(user, database string, params map[string]string, exec func(
 // newSession creates a session that resolves names through cat.
 func newSession(g *Guard, user, database string, cat Catalog, path []string) *Session {
 	return &Session{g: g, cfg: g.cfg, gen: g.gen, user: user, database: database, cat: cat, path: path,
-		pathKey: fmt.Sprint(path), cursors: map[string][]Output{}, prepared: map[string][]Output{}}
+		pathKey: fmt.Sprint(path), cursors: map[string][]Output{}, prepared: map[string][]Output{},
+		preparedPath: map[string]string{}, track: newPathTracker(path)}
 }
 
 // Session is the masking policy of one masked session. Its methods are
@@ -139,9 +143,10 @@ type Session struct {
 	cat      Catalog
 	db       *dbCatalog // the live catalog behind cat; nil in tests
 	d        *Database  // the database db reads; nil in tests
-	path     []string
-	pathKey  string
+	path     []string   // what unqualified names resolve through, as track follows it
+	pathKey  string     // path in the plan cache key (guarded by mu for Warm)
 	keyBuf   []byte
+	track    *pathTracker
 
 	// cursors and prepared hold the outputs of every cursor and SQL
 	// prepared statement the server confirmed, by name. A name declared
@@ -149,6 +154,9 @@ type Session struct {
 	// closed, so a failed redeclaration can never unmask a cursor.
 	cursors  map[string][]Output
 	prepared map[string][]Output
+	// preparedPath is the pathKey each SQL prepared statement was
+	// prepared under (see Session.Bindable).
+	preparedPath map[string]string
 
 	// last is the masker most recently built, reused while the same
 	// statement plan returns rows of the same types and formats.
@@ -171,6 +179,8 @@ type Analysis struct {
 	text string // what the server runs instead of sql, when not ""
 	gen  uint64
 	rels map[uint32]bool // the relations it resolved (see staleResult)
+	// pathKey is the search_path the session had when it analysed sql.
+	pathKey string
 }
 
 // newAnalysis makes the analysis of sql from its plan, with the text the
@@ -218,18 +228,26 @@ func (s *Session) Analyze(sql string) (*Analysis, error) {
 		s.mu.Unlock()
 		a, err = s.analyzeInto(string(s.keyBuf), cat, gen, sql)
 	}
+	if err == nil {
+		err = s.admit(a)
+	}
 	if err != nil {
 		s.g.Rejected(s.user, sql, err)
+		return nil, err
 	}
-	return a, err
+	return a, nil
 }
 
 // Cached returns the cached analysis of sql; ok is false on a miss. A
 // cached rejection is logged and counted (Guard.Rejected).
 func (s *Session) Cached(sql string) (a *Analysis, err error, ok bool) {
 	a, err, ok = s.cached(sql)
+	if ok && err == nil {
+		err = s.admit(a)
+	}
 	if ok && err != nil {
 		s.g.Rejected(s.user, sql, err)
+		return nil, err, true
 	}
 	return a, err, ok
 }
@@ -238,7 +256,7 @@ func (s *Session) cached(sql string) (a *Analysis, err error, ok bool) {
 	if err := s.refresh(); err != nil {
 		return nil, err, true
 	}
-	s.keyBuf = s.appendKey(s.keyBuf[:0], s.gen, sql)
+	s.keyBuf = s.appendKey(s.keyBuf[:0], s.gen, s.pathKey, sql)
 	// The lookup borrows keyBuf's bytes; Get keeps nothing of its key.
 	c, ok := s.g.plans.Get(unsafe.String(unsafe.SliceData(s.keyBuf), len(s.keyBuf)))
 	if !ok {
@@ -256,20 +274,20 @@ func (s *Session) cached(sql string) (a *Analysis, err error, ok bool) {
 // the session's other methods.
 func (s *Session) Warm(sql string) {
 	s.mu.Lock()
-	cat, gen := s.cat, s.gen
+	cat, gen, pathKey := s.cat, s.gen, s.pathKey
 	s.mu.Unlock()
 	s.g.misses.Add(1)
-	s.analyzeInto(string(s.appendKey(nil, gen, sql)), cat, gen, sql)
+	s.analyzeInto(string(s.appendKey(nil, gen, pathKey, sql)), cat, gen, sql)
 }
 
 // appendKey appends the plan cache key of sql: what the analysis depends
 // on besides the text, then the text without its literals.
-func (s *Session) appendKey(dst []byte, gen uint64, sql string) []byte {
+func (s *Session) appendKey(dst []byte, gen uint64, pathKey, sql string) []byte {
 	dst = append(dst, s.database...)
 	dst = append(dst, 0)
 	dst = append(dst, s.user...) // rejection messages name the role
 	dst = append(dst, 0)
-	dst = append(dst, s.pathKey...)
+	dst = append(dst, pathKey...)
 	dst = append(dst, 0)
 	dst = strconv.AppendUint(dst, gen, 10)
 	dst = append(dst, 0)
@@ -297,6 +315,14 @@ type recordingCatalog struct {
 	rels map[uint32]bool
 }
 
+// ForViews implements viewCatalog, recording what views read too.
+func (r *recordingCatalog) ForViews() Catalog {
+	if v, ok := r.Catalog.(viewCatalog); ok {
+		return &recordingCatalog{Catalog: v.ForViews(), rels: r.rels}
+	}
+	return r
+}
+
 func (r *recordingCatalog) Relation(schema, name string) (*Relation, error) {
 	rel, err := r.Catalog.Relation(schema, name)
 	if rel != nil {
@@ -317,7 +343,7 @@ func (s *Session) refresh() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cfg, s.gen, s.db = cfg, gen, db
-	s.cat = &sessionCatalog{db: db, path: s.path}
+	s.cat = &sessionCatalog{db: db, role: s.user, path: s.path}
 	return nil
 }
 
@@ -529,6 +555,7 @@ func (s *Session) Completed(a *Analysis, idx int) Names {
 		return Names{}
 	}
 	st := &a.plan.Statements[idx]
+	s.completedPath(a, st, idx)
 	if st.ChangesCatalog {
 		s.g.plans.Purge() // plans read the catalog this statement changed
 		if s.db != nil {
@@ -541,22 +568,26 @@ func (s *Session) Completed(a *Analysis, idx int) Names {
 		return Names{Portals: []string{st.Cursor}}
 	case "PREPARE":
 		s.prepared[st.Prepared] = union(s.prepared[st.Prepared], st.Outputs)
+		s.preparedPath[st.Prepared] = a.pathKey
 		return Names{Statements: []string{st.Prepared}}
 	case "CLOSE CURSOR":
 		delete(s.cursors, st.Cursor)
 		return Names{Portals: []string{st.Cursor}}
 	case "DEALLOCATE":
 		delete(s.prepared, st.Prepared)
+		delete(s.preparedPath, st.Prepared)
 		return Names{Statements: []string{st.Prepared}}
 	case "CLOSE CURSOR ALL":
 		clear(s.cursors)
 		return Names{AllPortals: true}
 	case "DEALLOCATE ALL":
 		clear(s.prepared)
+		clear(s.preparedPath)
 		return Names{AllStatements: true}
 	case "DISCARD ALL":
 		clear(s.cursors)
 		clear(s.prepared)
+		clear(s.preparedPath)
 		return Names{AllPortals: true, AllStatements: true}
 	}
 	return Names{}
@@ -579,6 +610,7 @@ func (s *Session) Forget(n Names) {
 	}
 	for _, name := range n.Statements {
 		delete(s.prepared, name)
+		delete(s.preparedPath, name)
 	}
 }
 
@@ -612,7 +644,7 @@ func (s *Session) ScrubErrors(a *Analysis, idx int) bool {
 
 // identitySettings are the settings a masked login may not give in its
 // startup options: they would change who it is or what a name means.
-var identitySettings = []string{"role", "session_authorization", "search_path", "standard_conforming_strings", "default_transaction_read_only"}
+var identitySettings = []string{"role", "session_authorization", "standard_conforming_strings", "default_transaction_read_only"}
 
 // checkStartup refuses a masked login's replication connections and
 // startup settings that change its identity or name resolution.

@@ -70,6 +70,20 @@ type Policy interface {
 	// stmt of q runs may quote protected values and must be scrubbed. q is
 	// nil for a statement the proxy cannot tell (defined through SQL).
 	ScrubErrors(q Query, stmt int) bool
+	// Ready is called at every ReadyForQuery with its transaction status
+	// ('I', 'T' or 'E') and whether an ErrorResponse came since the
+	// previous one, so that the policy can follow settings the server
+	// keeps or rolls back with the transaction (search_path).
+	Ready(status byte, failed bool)
+	// Barrier reports whether q (a Query's text, or a statement being
+	// bound) may change how the server resolves names by the time its
+	// ReadyForQuery arrives. Until then the proxy refuses every Query,
+	// Parse and Bind: they would be judged against a state the server
+	// may no longer have.
+	Barrier(q Query) bool
+	// Bindable is called for every Bind of a prepared statement the
+	// client parsed, before it is forwarded; an error refuses the Bind.
+	Bindable(q Query) error
 	// Close releases the session's resources.
 	Close()
 }

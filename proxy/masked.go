@@ -31,6 +31,9 @@ type expect struct {
 	synthetic bool
 	// reject, when set, replaces the error this message's answer carries.
 	reject error
+	// barrier is set on the Query or Sync whose ReadyForQuery ends a
+	// Policy.Barrier.
+	barrier bool
 	// rw is set for messages about a rewritten statement (ANONYMIZE):
 	// its answers are shown to the client as the client's text would be.
 	rw    *Rewrite
@@ -73,6 +76,16 @@ type masking struct {
 	// cacheable (it failed in a way not worth caching).
 	mayBlockOnce bool
 
+	// barriers counts the queued answers that end a Policy.Barrier;
+	// bindBarrier is a Bind that began one, waiting for its Sync. failed
+	// is set by an ErrorResponse until the next ReadyForQuery.
+	barriers    int
+	bindBarrier bool
+	failed      bool
+	// parsed are the client's statements as parsed, by name, known
+	// before the server answers (a Bind may follow at once).
+	parsed map[string]Query
+
 	masker  Masker // for the result being streamed, nil when exact
 	scrub   bool   // errors of the running statement are scrubbed
 	inCopy  bool
@@ -81,7 +94,7 @@ type masking struct {
 
 func newMasking(s *session, p Policy) *masking {
 	return &masking{s: s, policy: p, stmts: map[string]*prepared{}, portals: map[string]*portal{},
-		rwStmts: map[string]*Rewrite{}, rwPortals: map[string]*Rewrite{}}
+		rwStmts: map[string]*Rewrite{}, rwPortals: map[string]*Rewrite{}, parsed: map[string]Query{}}
 }
 
 func (m *masking) push(e expect) { m.queue = append(m.queue, e) }
@@ -163,6 +176,13 @@ func (m *masking) appendRejectedExtended(out []byte, err error) []byte {
 	m.push(expect{kind: 'E', reject: err})
 	return out
 }
+
+// errBarrier refuses a message sent before the answer to a statement that
+// may change how names resolve.
+var errBarrier = errors.New("pgveil: wait for the answer to the search_path change (or the end of the transaction it was made in) before sending further queries")
+
+// barred reports whether a Policy.Barrier is still open.
+func (m *masking) barred() bool { return m.barriers > 0 || m.bindBarrier }
 
 // wouldBlock is returned by a handler on an event loop when a message needs
 // blocking work first. The message stays unconsumed; the loop pauses the

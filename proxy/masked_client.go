@@ -39,7 +39,11 @@ func (h maskedClient) handle(out, msg []byte) ([]byte, error) {
 	case 'E':
 		return m.execute(out, msg)
 	case 'S':
-		m.push(expect{kind: 'S'})
+		m.push(expect{kind: 'S', barrier: m.bindBarrier})
+		if m.bindBarrier {
+			m.barriers++
+			m.bindBarrier = false
+		}
 	case 'F':
 		// A fast-path call runs any function by OID, out of the analyser's sight.
 		m.s.startQuery()
@@ -66,7 +70,7 @@ func (m *masking) query(out, msg []byte) ([]byte, error) {
 	if err != nil {
 		return out, err
 	}
-	q, err := m.analyze(sql)
+	q, err := m.analyzeUnbarred(sql)
 	var wb *wouldBlock
 	if errors.As(err, &wb) {
 		return out, err
@@ -80,7 +84,11 @@ func (m *masking) query(out, msg []byte) ([]byte, error) {
 	if rw := q.Rewrite(); rw != nil {
 		return m.rewriteQuery(out, q, rw), nil
 	}
-	m.push(expect{kind: 'Q', q: q})
+	barrier := m.policy.Barrier(q)
+	if barrier {
+		m.barriers++
+	}
+	m.push(expect{kind: 'Q', q: q, barrier: barrier})
 	if text := q.Text(); text != "" {
 		return appendQuery(out, text), nil
 	}
@@ -117,15 +125,17 @@ func (m *masking) parse(out, msg []byte) ([]byte, error) {
 	if err := p.Decode(msg[headerLen:]); err != nil {
 		return out, &protocolError{fmt.Errorf("malformed Parse: %w", err)}
 	}
-	q, err := m.analyze(p.Query)
+	q, err := m.analyzeUnbarred(p.Query)
 	var wb *wouldBlock
 	if errors.As(err, &wb) {
 		return out, err
 	}
+	delete(m.parsed, p.Name)
 	if err != nil {
 		m.s.rejected()
 		return m.appendRejectedExtended(out, err), nil
 	}
+	m.parsed[p.Name] = q
 	m.push(expect{kind: 'P', name: p.Name, q: q})
 	delete(m.rwStmts, p.Name)
 	if rw := q.Rewrite(); rw != nil {
@@ -149,6 +159,10 @@ func (m *masking) bind(out, msg []byte) ([]byte, error) {
 	var b pgproto3.Bind
 	if err := b.Decode(msg[headerLen:]); err != nil {
 		return out, &protocolError{fmt.Errorf("malformed Bind: %w", err)}
+	}
+	if err := m.bindable(b.PreparedStatement); err != nil {
+		m.s.rejected()
+		return m.appendRejectedExtended(out, err), nil
 	}
 	formats := make([]int16, len(b.ResultFormatCodes))
 	copy(formats, b.ResultFormatCodes)
@@ -202,11 +216,38 @@ func (m *masking) describeOrClose(out, msg []byte) ([]byte, error) {
 	}
 	if msg[0] == 'C' && body[0] == 'S' {
 		delete(m.rwStmts, name)
+		delete(m.parsed, name)
 	} else if msg[0] == 'C' {
 		delete(m.rwPortals, name)
 	}
 	m.push(e)
 	return append(out, msg...), nil
+}
+
+// analyzeUnbarred analyses a Query's or Parse's text, refusing it while a
+// Policy.Barrier is open.
+func (m *masking) analyzeUnbarred(sql string) (Query, error) {
+	if m.barred() {
+		return nil, errBarrier
+	}
+	return m.analyze(sql)
+}
+
+// bindable checks a Bind of a statement the client parsed, and opens a
+// barrier when running it may change how names resolve.
+func (m *masking) bindable(name string) error {
+	if m.barred() {
+		return errBarrier
+	}
+	q := m.parsed[name]
+	if q == nil {
+		return nil // unknown to the server too, or the proxy's own
+	}
+	if err := m.policy.Bindable(q); err != nil {
+		return err
+	}
+	m.bindBarrier = m.policy.Barrier(q)
+	return nil
 }
 
 func (m *masking) execute(out, msg []byte) ([]byte, error) {

@@ -40,6 +40,7 @@ func (h maskedServer) handle(out, msg []byte) ([]byte, error) {
 		return m.copyOut(out, msg)
 	case 'E':
 		h.base.s.noteError(msg)
+		m.failed = true
 		return m.errorResponse(out, msg)
 	case 'N':
 		if e := m.front(); m.scrub || (e != nil && m.scrubFor(e)) {
@@ -47,7 +48,7 @@ func (h maskedServer) handle(out, msg []byte) ([]byte, error) {
 		}
 	case 'Z':
 		h.base.s.endQuery()
-		m.readyForQuery()
+		m.readyForQuery(msg)
 	case 'A':
 		return withoutPayload(out, msg)
 	}
@@ -362,11 +363,17 @@ func (m *masking) scrubStatement(p *prepared) bool {
 }
 
 // readyForQuery ends a simple query or an extended-protocol sync.
-func (m *masking) readyForQuery() {
+func (m *masking) readyForQuery(msg []byte) {
 	if e := m.front(); e != nil && (e.kind == 'Q' || e.kind == 'S') {
-		m.pop()
+		if m.pop().barrier {
+			m.barriers--
+		}
 	}
 	m.endResult()
+	if len(msg) > headerLen {
+		m.policy.Ready(msg[headerLen], m.failed)
+	}
+	m.failed = false
 }
 
 // clientParamDescription keeps the first n parameter types of a

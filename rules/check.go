@@ -81,6 +81,11 @@ func (p Problem) String() string {
 //     the ancestor's when it is read directly);
 //   - the roles under roles exist and can log in (warnings: they may be
 //     created later);
+//   - a masked copy restores (warnings, check_copy.go): no mask that gives
+//     every row one value (redact, blank, text:, nullify) on all the
+//     columns of a primary key, unique constraint or unique index
+//     (pseudonym keeps them unique), and no mask that gives NULL on a NOT
+//     NULL column;
 //   - every column of a declared table whose name suggests personal data
 //     (scan.MatchName: email, telefon, fornavn, ...) has a rule (a warning:
 //     drift, such as a column added since the rules were written).
@@ -210,6 +215,7 @@ func (c *checker) checkTable(key, name string, t *Table, rel *relation) {
 		}
 	}
 	c.checkUnruled(key, t, rel)
+	c.checkRestorable(key, t, rel) // check_copy.go
 }
 
 // checkUnruled warns about the columns of a declared table whose names

@@ -1,8 +1,6 @@
 package rules
 
 import (
-	"fmt"
-
 	"go.yaml.in/yaml/v3"
 )
 
@@ -23,12 +21,12 @@ type AuditConfig struct {
 // UnmarshalYAML reads a boolean or a database name.
 func (a *AuditConfig) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode || n.Value == "" {
-		return fmt.Errorf("audit_config: line %d: true, false, or the name of the database that holds pgveil.config_log", n.Line)
+		return nodeError(n, "true, false, or the name of the database that holds pgveil.config_log")
 	}
 	if n.Tag == "!!bool" {
 		var b bool
 		if err := n.Decode(&b); err != nil {
-			return fmt.Errorf("audit_config: line %d: %q is not true or false", n.Line, n.Value)
+			return nodeError(n, "%q is not true or false", n.Value)
 		}
 		*a = AuditConfig{Enabled: b}
 		return nil

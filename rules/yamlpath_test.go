@@ -14,7 +14,7 @@ func TestParseErrorsNameTheKeyPath(t *testing.T) {
 	cases := []struct{ yaml, want string }{
 		{"max_message_size: abc\n", `max_message_size: line 3: expected a whole number, got "abc"`},
 		{"max_message_size: [1]\n", `max_message_size: line 3: expected a whole number, got a list`},
-		{"audit_config: maybe\n", `audit_config: line 3: expected true or false, got "maybe"`},
+		{"audit_config: [maybe]\n", `audit_config: line 3: true, false, or the name of the database that holds pgveil.config_log`},
 		{"roles: {unmasked: 3}\n", `roles.unmasked: line 3: expected a list of strings, got 3`},
 		{"roles:\n  unmasked: [a, [b]]\n", `roles.unmasked[1]: line 4: expected a string, got a list`},
 		{"roles: [a]\n", `roles: line 3: expected a mapping, got a list`},

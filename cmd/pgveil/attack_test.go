@@ -361,8 +361,31 @@ func attacks() []attack {
 		{name: "set_config role", user: "support2", sql: "SELECT set_config('role', 'app_admin', false)", want: refused, column: "role"},
 		{name: "set_config ROLE in upper case", user: "support2", sql: "SELECT set_config('ROLE', 'app_admin', false)", want: refused, column: "role"},
 		{name: "set_config session_authorization", user: "support2", sql: "SELECT pg_catalog.set_config('session_authorization', 'app_admin', true)", want: refused, column: "session_authorization"},
-		{name: "SET search_path", sql: "SET search_path = pg_temp, public", want: refused, column: "search_path"},
-		{name: "set_config search_path", sql: "SELECT set_config('search_path', 'pg_temp,public', false)", want: refused, column: "search_path"},
+		// search_path is followed (searchpath_test.go compares it with the
+		// server's after every step); these try to make a name mean, when
+		// the server runs it, another relation than the one checked.
+		{name: "SET search_path", sql: "SET search_path = pg_temp, public", want: masked,
+			then: []string{"SELECT email, lower(email) FROM customers"}},
+		{name: "set_config search_path", sql: "SELECT set_config('search_path', 'pg_temp,public', false)", want: masked,
+			then: []string{"SELECT email, lower(email) FROM customers"}},
+		{name: "search_path through a shadow schema and back", admin: shadowSchema, cleanup: shadowCleanup,
+			setup: []string{"SET search_path = shadow, public", "SELECT lower(email) FROM customers", "BEGIN", "SET LOCAL search_path = public"},
+			sql:   "SELECT lower(email) FROM customers", want: masked, rows: true,
+			then: []string{"ROLLBACK", "SELECT lower(email) FROM customers", "RESET search_path", "SELECT lower(email) FROM customers"}},
+		{name: "search_path rolled back in a failed pipeline", admin: shadowSchema, cleanup: shadowCleanup, custom: pathRolledBackInPipeline, want: noLeakOnly},
+		{name: "query pipelined behind a search_path change", admin: shadowSchema, cleanup: shadowCleanup, custom: pipelinedBehindPath, want: refused, column: "search_path"},
+		{name: "statement prepared under another search_path", admin: shadowSchema, cleanup: shadowCleanup, custom: preparedUnderOtherPath, want: refused, column: "search_path"},
+		{name: "SQL PREPARE under another search_path", admin: shadowSchema, cleanup: shadowCleanup,
+			setup: []string{"SET search_path = shadow, public", "PREPARE shadowed AS SELECT lower(email) FROM customers", "SET search_path = public"},
+			sql:   "EXECUTE shadowed", want: refused, column: "search_path"},
+		{name: "set_config search_path once per row", sql: "SELECT set_config('search_path', 'pg_temp,public', false) FROM customers", want: refused, column: "search_path"},
+		{name: "set_config search_path in a WHERE clause", sql: "SELECT lower(email) FROM customers WHERE set_config('search_path', 'public', false) <> ''", want: refused, column: "search_path"},
+		{name: "set_config search_path in a CTE", sql: "WITH s AS (SELECT set_config('search_path', 'public', false)) SELECT * FROM s", want: refused, column: "search_path"},
+		{name: "set_config search_path then a query in one text", simpleOnly: true,
+			sql: "SELECT set_config('search_path', 'public', false); SELECT lower(email) FROM customers", want: refused, column: "search_path"},
+		{name: "SET search_path then a query in one text", simpleOnly: true,
+			sql: "SET search_path = public; SELECT lower(email) FROM customers", want: refused, column: "search_path"},
+		{name: "function with SET search_path", sql: "CREATE FUNCTION pathfn() RETURNS text LANGUAGE sql SET search_path = public AS 'SELECT 1::text'", want: refused, column: "search_path"},
 		{name: "ALTER ROLE SET role", user: "support2", sql: "ALTER ROLE support2 SET role = 'app_admin'", want: refused, column: "ROLE"},
 		{name: "temp table shadowing customers", setup: []string{"CREATE TEMP TABLE customers (id int8, email text)"},
 			sql: "SELECT email FROM public.customers", want: masked, rows: true},
@@ -403,7 +426,8 @@ func attacks() []attack {
 		{name: "multi-statement, transaction control around an attack", simpleOnly: true,
 			sql: "BEGIN; SELECT set_config('x.z', email, true) FROM customers; COMMIT", want: rejected, column: "email"},
 		{name: "fast-path function call", custom: fastPath, want: refused, column: "fast-path"},
-		{name: "SET LOCAL search_path", setup: []string{"BEGIN"}, sql: "SET LOCAL search_path TO pg_temp, public", want: refused, column: "search_path"},
+		{name: "SET LOCAL search_path", setup: []string{"BEGIN"}, sql: "SET LOCAL search_path TO pg_temp, public", want: masked,
+			then: []string{"SELECT email, lower(email) FROM customers", "COMMIT", "SELECT email, lower(email) FROM customers"}},
 		{name: "SET SESSION ROLE", user: "support2", sql: "SET SESSION ROLE app_admin", want: refused, column: "ROLE"},
 		{name: "notification from another session", custom: notificationFromAdmin, want: masked},
 
@@ -490,13 +514,7 @@ func runAttack(t *testing.T, p *maskingProxy, a attack, proto string) {
 	}
 	run := func(sql string) *rawResult {
 		t.Helper()
-		var r *rawResult
-		var err error
-		if proto == protoSimple {
-			r, err = c.Simple(sql)
-		} else {
-			r, err = c.Extended(sql)
-		}
+		r, err := c.Run(sql, proto)
 		if err != nil {
 			t.Fatalf("%s: %v", sql, err)
 		}
@@ -810,8 +828,6 @@ func TestAttackStartup(t *testing.T) {
 		{"support2", map[string]string{"options": "--role=app_admin"}},
 		{"support2", map[string]string{"role": "app_admin"}},
 		{"support2", map[string]string{"options": "-c session_authorization=app_admin"}},
-		{"support", map[string]string{"options": "-c search_path=pg_temp,public"}},
-		{"support", map[string]string{"search_path": "pg_temp,public"}},
 		{"support2", map[string]string{"replication": "database"}},
 		{"support2", map[string]string{"replication": "true"}},
 		{"support", map[string]string{"options": "-c standard_conforming_strings=off"}},
@@ -869,6 +885,72 @@ func collectNoLeak(t *testing.T, h holeReporter, c *rawConn) *rawResult {
 		h.Errorf("LEAK: %s", leak)
 	}
 	return r
+}
+
+// shadowSchema holds a harmless table named like the protected one, which
+// the search_path routes switch to and from.
+var (
+	shadowSchema = []string{
+		"DROP SCHEMA IF EXISTS shadow CASCADE",
+		"CREATE SCHEMA shadow",
+		"CREATE TABLE shadow.customers (id int8, email text)",
+		"INSERT INTO shadow.customers VALUES (1, 'shadow@example.com')",
+		"GRANT USAGE ON SCHEMA shadow TO support",
+		"GRANT SELECT ON shadow.customers TO support",
+	}
+	shadowCleanup = []string{"DROP SCHEMA IF EXISTS shadow CASCADE"}
+)
+
+// pathRolledBackInPipeline: set_config in an extended-protocol pipeline
+// whose later statement fails; the server rolls the change back, and so
+// must the analyser.
+func pathRolledBackInPipeline(t *testing.T, h holeReporter, p *maskingProxy, c *rawConn, run func(string) *rawResult) *rawResult {
+	mustSimple(t, h, c, "SET search_path = shadow, public")
+	c.fe.SendParse(&pgproto3.Parse{Query: "SELECT pg_catalog.set_config('search_path', 'public', false)"})
+	c.fe.SendBind(&pgproto3.Bind{})
+	c.fe.SendExecute(&pgproto3.Execute{})
+	c.fe.SendSync(&pgproto3.Sync{})
+	collectNoLeak(t, h, c)
+	c.fe.SendParse(&pgproto3.Parse{Query: "SELECT pg_catalog.set_config('search_path', 'shadow, public', false)"})
+	c.fe.SendBind(&pgproto3.Bind{})
+	c.fe.SendExecute(&pgproto3.Execute{})
+	c.fe.SendSync(&pgproto3.Sync{})
+	collectNoLeak(t, h, c)
+	mustSimple(t, h, c, "BEGIN")
+	mustSimple(t, h, c, "SET search_path = public")
+	if r := run("SELECT 1/0"); r.Err() == nil {
+		t.Fatalf("1/0 did not fail: %s", r)
+	}
+	mustSimple(t, h, c, "ROLLBACK")
+	r := run("SELECT lower(email) FROM customers")
+	if len(r.Rows) != 1 || string(r.Rows[0][0]) != "shadow@example.com" {
+		h.Errorf("after the rollback the server reads shadow.customers; pgveil gave %s", r)
+	}
+	return r
+}
+
+// pipelinedBehindPath sends a query before the answer to the search_path
+// change it would run under.
+func pipelinedBehindPath(t *testing.T, h holeReporter, p *maskingProxy, c *rawConn, run func(string) *rawResult) *rawResult {
+	mustSimple(t, h, c, "SET search_path = shadow, public")
+	c.fe.Send(&pgproto3.Query{String: "SET search_path = public"})
+	c.fe.Send(&pgproto3.Query{String: "SELECT lower(email) FROM customers"})
+	collectNoLeak(t, h, c)
+	return collectNoLeak(t, h, c)
+}
+
+// preparedUnderOtherPath binds a statement parsed while customers meant
+// shadow.customers, after the path changed to public.
+func preparedUnderOtherPath(t *testing.T, h holeReporter, p *maskingProxy, c *rawConn, run func(string) *rawResult) *rawResult {
+	mustSimple(t, h, c, "SET search_path = shadow, public")
+	c.fe.SendParse(&pgproto3.Parse{Name: "shadowed", Query: "SELECT lower(email) FROM customers"})
+	c.fe.SendSync(&pgproto3.Sync{})
+	collectNoLeak(t, h, c)
+	mustSimple(t, h, c, "SET search_path = public")
+	c.fe.SendBind(&pgproto3.Bind{PreparedStatement: "shadowed"})
+	c.fe.SendExecute(&pgproto3.Execute{})
+	c.fe.SendSync(&pgproto3.Sync{})
+	return collectNoLeak(t, h, c)
 }
 
 // uniqueLetters returns a fresh name suffix of consonants only: digits

@@ -47,13 +47,7 @@ func FuzzNoLeak(f *testing.F) {
 		}
 		sql := fuzzQuery(&chooser{b: data})
 		for _, proto := range []string{protoSimple, protoExtended} {
-			var r *rawResult
-			var err error
-			if proto == protoSimple {
-				r, err = c.Simple(sql)
-			} else {
-				r, err = c.Extended(sql)
-			}
+			r, err := c.Run(sql, proto)
 			if r != nil {
 				if leak := findLeak(r.Raw); leak != "" {
 					t.Errorf("LEAK over the %s protocol: %s\nquery: %s", proto, leak, sql)

@@ -227,7 +227,11 @@ func (p policy) planChecked(st *anonymize.Statement) (*anonymize.Plan, error) {
 			return nil, err
 		}
 	}
-	plan, err := st.Plan(cfg.ForDatabase(p.db.Name()), p.schemas, 0)
+	schemas := p.schemas
+	if p.s != nil {
+		schemas = p.s.SearchPath() // as the session follows it
+	}
+	plan, err := st.Plan(cfg.ForDatabase(p.db.Name()), schemas, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -310,6 +314,24 @@ func (p policy) ScrubErrors(q proxy.Query, stmt int) bool {
 		return p.s != nil // a statement nobody analysed may read anything
 	}
 	return false
+}
+
+func (p policy) Ready(status byte, failed bool) {
+	if p.s != nil {
+		p.s.Ready(status, failed)
+	}
+}
+
+func (p policy) Barrier(q proxy.Query) bool {
+	a, ok := q.(analysis)
+	return ok && p.s.Barrier(a.a)
+}
+
+func (p policy) Bindable(q proxy.Query) error {
+	if a, ok := q.(analysis); ok {
+		return p.s.Bindable(a.a)
+	}
+	return nil
 }
 
 func (p policy) Close() {

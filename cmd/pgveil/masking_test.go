@@ -348,7 +348,6 @@ func TestMaskedIdentityAtStartup(t *testing.T) {
 	ctx := testCtx(t)
 	for _, extra := range []string{
 		"&options=-c%20role%3Dapp_admin",
-		"&options=--search_path%3Dpg_temp,public",
 		"&replication=database",
 	} {
 		// support2 may do all of these on the server; pgveil refuses them.

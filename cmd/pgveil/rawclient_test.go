@@ -172,6 +172,14 @@ func (c *rawConn) Extended(sql string, params ...[]byte) (*rawResult, error) {
 	return c.collect()
 }
 
+// Run runs sql over protocol proto (protoSimple or protoExtended).
+func (c *rawConn) Run(sql, proto string) (*rawResult, error) {
+	if proto == protoExtended {
+		return c.Extended(sql)
+	}
+	return c.Simple(sql)
+}
+
 // FunctionCall sends a fast-path function call.
 func (c *rawConn) FunctionCall(oid uint32, args ...[]byte) (*rawResult, error) {
 	c.fe.Send(&pgproto3.FunctionCall{Function: oid, Arguments: args, ArgFormatCodes: []uint16{0}})
