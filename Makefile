@@ -1,8 +1,10 @@
 # pgveil: build, test and benchmark.
 # Needs Go, gcc (cgo for the SQL parser) and PostgreSQL server binaries
-# (Debian: apt-get install -y postgresql; PgBouncer for `make bench` and the
-# PgBouncer tests: pgbouncer; for the tests also haproxy, default-jdk-headless and
-# libpostgresql-jdbc-java).
+# (Debian: apt-get install -y postgresql, whose contrib extensions hstore and ltree
+# pgx's test suite needs; pgbouncer for `make bench` and the PgBouncer tests; for
+# the tests also haproxy, default-jdk-headless and libpostgresql-jdbc-java). The pgx
+# suite test (internal/pgxsuite) downloads pgx's test dependencies with the go
+# command on its first run.
 
 GO        ?= go
 BIN       := bin/pgveil
@@ -12,7 +14,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build test vet bench demo fuzz clean
+.PHONY: all build test vet bench demo fuzz pgx-suite clean
 
 all: build
 
@@ -25,6 +27,11 @@ vet:
 # The test command CI runs: every package against a throwaway PostgreSQL.
 test: vet
 	$(GO) test $(TESTFLAGS) ./...
+
+# pgx's whole test suite, directly and through pgveil; make test runs its
+# main packages (the root package, pgconn, pgxpool, stdlib).
+pgx-suite:
+	PGVEIL_PGX_PACKAGES=./... $(GO) test -count=1 -v -timeout 40m -run TestPgxSuite ./internal/pgxsuite
 
 # pgbench -S through pgveil, PgBouncer (when installed) and directly, side by side,
 # and connections per second (pgbench -S -C) through both PgBouncer layouts.

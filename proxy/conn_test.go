@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -166,21 +167,24 @@ func TestUpstreamRestart(t *testing.T) {
 	}
 }
 
+// TestUpstreamDropsConnection: the client's key carries the server's
+// process id, so pg_terminate_backend of the id the driver reports ends
+// that very session.
 func TestUpstreamDropsConnection(t *testing.T) {
 	p := startProxy(t, nil)
 	ctx := testCtx(t)
 	c := p.connect(t, "postgres")
 	admin := p.connect(t, "postgres")
-	pid := c.PgConn().PID() // the proxy's key, not the server's
-	var serverPID int
+	var serverPID uint32
 	if err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&serverPID); err != nil {
 		t.Fatal(err)
 	}
-	if uint32(serverPID) == pid {
-		t.Fatal("the client saw the server's process id in BackendKeyData")
+	if pid := c.PgConn().PID(); pid != serverPID {
+		t.Fatalf("BackendKeyData has process id %d, the server's is %d", pid, serverPID)
 	}
-	if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend($1)", serverPID); err != nil {
-		t.Fatal(err)
+	var terminated bool
+	if err := admin.QueryRow(ctx, "SELECT pg_terminate_backend($1)", int(c.PgConn().PID())).Scan(&terminated); err != nil || !terminated {
+		t.Fatalf("pg_terminate_backend(the driver's pid) = %v, %v", terminated, err)
 	}
 	var pgErr *pgconn.PgError
 	if _, err := c.Exec(ctx, "SELECT 1"); err == nil || (errors.As(err, &pgErr) && pgErr.Severity != "FATAL") {
@@ -307,22 +311,39 @@ func TestClientTLSAndChannelBinding(t *testing.T) {
 	}
 }
 
+// TestCancelUnknownKeyIsIgnored: the process id is the server's and no
+// secret, so a cancel request with the right process id and a wrong
+// secret must not reach the server.
 func TestCancelUnknownKeyIsIgnored(t *testing.T) {
 	p := startProxy(t, nil)
-	c := p.connect(t, "postgres")
-	conn, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
+	c, admin := p.connect(t, "postgres"), p.connect(t, "postgres")
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(context.Background(), "SELECT pg_sleep(1) -- wrong secret")
+		done <- err
+	}()
+	eventually(t, "the sleeping query to start", func() bool {
+		var n int
+		admin.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%-- wrong secret' AND state = 'active'").Scan(&n)
+		return n == 1
+	})
+	secret := bytes.Clone(c.PgConn().SecretKey())
+	secret[0] ^= 1
+	for _, pid := range []uint32{1, c.PgConn().PID()} {
+		conn, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkt, _ := (&pgproto3.CancelRequest{ProcessID: pid, SecretKey: secret}).Encode(nil)
+		conn.Write(pkt)
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+			t.Fatalf("want the proxy to close the cancel connection, got %v", err)
+		}
+		conn.Close()
 	}
-	defer conn.Close()
-	pkt, _ := (&pgproto3.CancelRequest{ProcessID: 1, SecretKey: []byte{1, 2, 3, 4}}).Encode(nil)
-	conn.Write(pkt)
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := conn.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
-		t.Fatalf("want the proxy to close the cancel connection, got %v", err)
-	}
-	if err := c.Ping(context.Background()); err != nil {
-		t.Fatal(err)
+	if err := <-done; err != nil {
+		t.Fatalf("the query failed after cancel requests with a wrong secret: %v", err)
 	}
 }
 

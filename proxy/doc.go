@@ -18,7 +18,8 @@
 //	                  only relays. It removes SCRAM-SHA-256-PLUS from the
 //	                  server's offer, since channel binding ties the exchange
 //	                  to a TLS channel the proxy terminates, and it replaces
-//	                  BackendKeyData with a key of its own (cancel.go).
+//	                  the secret in BackendKeyData with one of its own
+//	                  (cancel.go).
 //	  relay           until either side closes (below)
 //	  close           both sockets closed, the cancel key forgotten
 //
@@ -67,22 +68,67 @@
 //
 // # Cancel requests
 //
-// Clients get a random process id and secret of the proxy's own, as long as
-// the server's. A CancelRequest to the proxy is looked up and sent to the
-// server with the server's key on a new connection; an unknown key is
-// ignored, as PostgreSQL does (logged at debug level, never with the key).
+// Clients get, in BackendKeyData, the server's own process id and a
+// random secret of the proxy's own, as long as the server's (cancel.go).
+// The process id is the server's so that everything keyed by it matches
+// what the driver reports: pg_backend_pid(), pg_stat_activity, pg_locks,
+// the server's log lines, and pg_terminate_backend(conn.PID()). The
+// secret is the proxy's so that a cancel request has to come through the
+// proxy: the server's secret never leaves the instance that holds the
+// session. The registry maps (process id, secret) to the server's key; a
+// CancelRequest found there is sent to the server with the server's key on
+// a new connection, and an unknown one is ignored, as PostgreSQL does
+// (logged at debug level, never with the key).
 //
-// Several instances behind one TCP load balancer are peered as PgBouncer's
-// are (Options.PeerID, Options.Peers): a cancel request is a new connection
-// and may land on another instance than its query's. Each instance writes
-// its peer id into bits 16-29 of the process ids it issues; the secret
-// stays wholly random (at least 48 random bits per key). A key not found
-// here whose peer id is another instance's is forwarded to that peer as it
-// came, but with bit 30 set; a request with bit 30 set is never forwarded
-// again, so a wrong peers list cannot make a loop. The key layout is in
-// cancel.go. Forwarding is plain TCP, like the cancel to the server, and
-// the requester gets no reply either way: SSL and cancel behaviour are
-// those of a single instance.
+// # Cancel requests across instances
+//
+// Several instances behind one TCP load balancer are peered
+// (Options.PeerID, Options.Peers): a cancel request is a new connection
+// and may land on another instance than its query's. The key cannot say
+// which instance issued it: the process id is the server's, and the secret
+// has no bits to spare (below). So an instance that does not know a key
+// passes it to every other peer at once, as it came but with bit 31 of the
+// process id set ("forwarded"; PostgreSQL's process ids are positive, so
+// no server key has it). The instance holding the session sends it to the
+// server; the others ignore it; none passes a forwarded request on, so a
+// request goes one hop whatever the peers lists say, and a wrong list
+// cannot make a loop. Forwarding is plain TCP, like the cancel to the
+// server, and the requester gets no reply either way: SSL and cancel
+// behaviour are those of a single instance. The peer id only tells an
+// instance which entry of the shared peers list is its own.
+//
+// Why not carry the peer id in the key, as PgBouncer does? PgBouncer's key
+// is wholly its own (a made-up process id and secret, 64 bits), so it can
+// spend 16 bits on the peer id and 2 on a hop count and keep 45 random
+// bits. pgveil's process id is the server's, which any role can read in
+// pg_stat_activity, so all the randomness is in the secret: 32 bits in
+// protocol 3.0. A 14-bit peer id would leave 18, which an attacker who
+// knows a session's process id guesses in 2^17 tries on average, seconds
+// of cancel requests. Asking every peer keeps all 32 bits, and every bit
+// of a protocol 3.2 secret (as long as the server's, up to 256 bytes).
+//
+// The security argument. A cancel request only interrupts the query
+// running at that moment; it neither reads data nor ends the session. To
+// cancel someone else's query an attacker needs its key. The process id
+// is public; the secret is 32 random bits (protocol 3.0), so each guess
+// succeeds with odds 2^-32, as against PostgreSQL itself, whatever the
+// number of instances: process ids are unique on the one server, so of
+// all the registries of a group at most one holds a key with that process
+// id, and a forwarded guess is checked against that one alone. Half the
+// key space is 2^31 requests, each a new TCP connection: at 10,000 a
+// second, about 2.5 days of sustained requests per session, each query of
+// which would end long before. A wrong guess costs the attacker a
+// connection and gains nothing; it is counted, in
+// pgveil_cancel_requests_total{result="ignored"} on the instance that
+// holds no such key, so guessing shows. What it costs the group: the
+// instance it reaches opens one connection to each other peer, and they
+// open none. A flood of made-up keys is bounded by maxForwarding: at most
+// 64 requests per instance are being passed to the peers at once, beyond
+// that an unknown key is dropped (counted "ignored"), so the extra
+// connections a flood causes stay under 64 times the number of peers.
+// Setting bit 31 in a request of one's own only keeps it from being
+// forwarded. The secret a peer forwards is the proxy's, never the
+// server's.
 //
 // # Behind a transaction pooler
 //

@@ -36,7 +36,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from forwarding a query or sync to its ReadyForQuery.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}),
 		Cancels: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pgveil_cancel_requests_total", Help: "Cancel requests received, by result: sent (to the server), forwarded (to the peer that issued the key), ignored (unknown key or peer), failed (could not be passed on)."},
+			Name: "pgveil_cancel_requests_total", Help: "Cancel requests received, by result: sent (to the server), forwarded (a key issued elsewhere, passed to the peers), ignored (unknown key), failed (could not be passed on)."},
 			[]string{"result"}),
 	}
 	if reg != nil {

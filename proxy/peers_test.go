@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pgveil/pgveil/proxy"
-	"github.com/pgveil/pgveil/rules"
 )
 
 // peer is one instance of a peered group in the test process.
@@ -53,23 +52,20 @@ func (p *peer) cancels(result string) float64 {
 }
 
 // TestCancelThroughPeer: a client of instance A has its query cancelled by
-// a CancelRequest that reaches instance B, as it would behind a load
-// balancer. Keys of no session, of an unknown peer, or already forwarded
-// once go nowhere, and the log never shows the key.
+// a CancelRequest that reaches instance C, as it would behind a load
+// balancer. C does not know the key and passes it to A and B; A sends it
+// to the server, B ignores it, and nobody passes it on again. Keys of no
+// session go nowhere, and the log never shows the key.
 func TestCancelThroughPeer(t *testing.T) {
-	if proxy.MaxPeerID != rules.MaxPeerID {
-		t.Fatalf("proxy.MaxPeerID %d != rules.MaxPeerID %d", proxy.MaxPeerID, rules.MaxPeerID)
-	}
-	lnA, lnB := listenLocal(t), listenLocal(t)
-	peers := map[int]string{1: lnA.Addr().String(), 2: lnB.Addr().String()}
-	a, b := startPeer(t, lnA, 1, peers), startPeer(t, lnB, 2, peers)
-	c, admin := a.connect(t, "postgres"), a.connect(t, "postgres")
-	checkKeyLayout(t, c.PgConn(), 1)
-	checkKeyLayout(t, admin.PgConn(), 1)
-	checkKeyLayout(t, b.connect(t, "postgres").PgConn(), 2)
-	done := sleepInBackground(t, admin, c, "through a peer")
+	lnA, lnB, lnC := listenLocal(t), listenLocal(t), listenLocal(t)
+	peers := map[int]string{1: lnA.Addr().String(), 2: lnB.Addr().String(), 3: lnC.Addr().String()}
+	a, b, c := startPeer(t, lnA, 1, peers), startPeer(t, lnB, 2, peers), startPeer(t, lnC, 3, peers)
+	conn, admin := a.connect(t, "postgres"), a.connect(t, "postgres")
+	checkServerPID(t, conn)
+	checkServerPID(t, b.connect(t, "postgres"))
+	done := sleepInBackground(t, admin, conn, "through a peer")
 	start := time.Now()
-	rawCancel(t, b.addr, c.PgConn().PID(), c.PgConn().SecretKey())
+	rawCancel(t, c.addr, conn.PgConn().PID(), conn.PgConn().SecretKey())
 	select {
 	case err := <-done:
 		var pgErr *pgconn.PgError
@@ -77,40 +73,63 @@ func TestCancelThroughPeer(t *testing.T) {
 			t.Fatalf("want query_canceled, got %v", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("the query was not cancelled within 10s of a cancel request to the other instance")
+		t.Fatal("the query was not cancelled within 10s of a cancel request to another instance")
 	}
 	t.Logf("cancelled through the peer in %v", time.Since(start))
-	if b.cancels("forwarded") != 1 || a.cancels("sent") != 1 {
-		t.Fatalf("B forwarded %v, A sent %v; want 1 and 1", b.cancels("forwarded"), a.cancels("sent"))
+	if c.cancels("forwarded") != 1 || a.cancels("sent") != 1 || b.cancels("ignored") != 1 {
+		t.Fatalf("C forwarded %v, A sent %v, B ignored %v; want 1, 1 and 1",
+			c.cancels("forwarded"), a.cancels("sent"), b.cancels("ignored"))
+	}
+	if !b.log.has("cancel request ignored: unknown key, forwarded by a peer") {
+		t.Errorf("B's log lacks the ignored forwarded key (and nothing more: no key):\n%s", b.log)
 	}
 
-	for pid, want := range map[uint32]string{
-		2<<16 | 12345:         "cancel request ignored: unknown key peer_id=2",
-		77<<16 | 12345:        "cancel request ignored: unknown peer peer_id=77",
-		1<<30 | 1<<16 | 12345: "cancel request ignored: unknown key, already forwarded once peer_id=1",
-	} {
-		rawCancel(t, b.addr, pid, []byte{0xfe, 0xed, 0xfa, 0xce})
-		if !b.log.has(want) {
-			t.Errorf("pid %#x: the log lacks %q (and nothing more: no key):\n%s", pid, want, b.log)
-		}
+	// The session's process id with a wrong secret: C forwards it, A and B
+	// ignore it; and a request marked forwarded is not passed on.
+	rawCancel(t, c.addr, conn.PgConn().PID(), []byte{0xfe, 0xed, 0xfa, 0xce})
+	rawCancel(t, c.addr, forwarded|conn.PgConn().PID(), []byte{0xfe, 0xed, 0xfa, 0xce})
+	if c.cancels("forwarded") != 2 || c.cancels("ignored") != 1 || a.cancels("ignored") != 1 || b.cancels("ignored") != 2 {
+		t.Errorf("C forwarded %v and ignored %v, A ignored %v, B ignored %v; want 2, 1, 1 and 2",
+			c.cancels("forwarded"), c.cancels("ignored"), a.cancels("ignored"), b.cancels("ignored"))
 	}
-	if b.cancels("ignored") != 3 {
-		t.Errorf("B ignored %v cancel requests, want 3", b.cancels("ignored"))
+	if a.cancels("sent") != 1 {
+		t.Errorf("A sent %v cancel requests to the server, want 1 (a wrong secret must go nowhere)", a.cancels("sent"))
 	}
-	if err := c.Ping(context.Background()); err != nil {
+	if err := conn.Ping(context.Background()); err != nil {
 		t.Fatalf("connection unusable after the cancel: %v", err)
 	}
 }
+
+// forwarded is the bit an instance sets in the process id of a cancel
+// request it passes to its peers.
+const forwarded = 1 << 31
 
 // TestCancelForwardedOnce: an instance whose peers list sends a key back
 // to itself forwards it once, then drops it: no loop.
 func TestCancelForwardedOnce(t *testing.T) {
 	ln := listenLocal(t)
 	p := startPeer(t, ln, 3, map[int]string{1: ln.Addr().String()})
-	rawCancel(t, p.addr, 1<<16|7, []byte{1, 2, 3, 4})
+	rawCancel(t, p.addr, 12345, []byte{1, 2, 3, 4})
 	eventually(t, "the forwarded request to be dropped", func() bool { return p.cancels("ignored") == 1 })
 	if p.cancels("forwarded") != 1 {
 		t.Fatalf("forwarded %v times, want 1", p.cancels("forwarded"))
+	}
+}
+
+// TestCancelPeerDown: when no peer can be reached the request counts as
+// failed, and the instance goes on serving.
+func TestCancelPeerDown(t *testing.T) {
+	gone := listenLocal(t)
+	addr := gone.Addr().String()
+	gone.Close()
+	ln := listenLocal(t)
+	p := startPeer(t, ln, 1, map[int]string{1: ln.Addr().String(), 2: addr})
+	rawCancel(t, p.addr, 12345, []byte{1, 2, 3, 4})
+	if p.cancels("failed") != 1 || p.cancels("forwarded") != 0 {
+		t.Fatalf("failed %v, forwarded %v; want 1 and 0", p.cancels("failed"), p.cancels("forwarded"))
+	}
+	if err := p.connect(t, "postgres").Ping(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -131,13 +150,16 @@ func sleepInBackground(t *testing.T, admin, c *pgx.Conn, tag string) <-chan erro
 	return done
 }
 
-// checkKeyLayout checks that a key carries peer id want, leaves the sign
-// and forwarded bits clear and keeps a secret of at least 4 bytes.
-func checkKeyLayout(t *testing.T, c *pgconn.PgConn, want int) {
+// checkServerPID checks that the key the client got carries the server's
+// process id, and a secret of at least 4 bytes.
+func checkServerPID(t *testing.T, c *pgx.Conn) {
 	t.Helper()
-	pid := c.PID()
-	if got := int(pid>>16) & proxy.MaxPeerID; got != want || pid>>30 != 0 || len(c.SecretKey()) < 4 {
-		t.Fatalf("key %#x (secret %d bytes) does not carry peer id %d", pid, len(c.SecretKey()), want)
+	var pid uint32
+	if err := c.QueryRow(context.Background(), "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.PgConn().PID(); got != pid || len(c.PgConn().SecretKey()) < 4 {
+		t.Fatalf("key %d (secret %d bytes); want the server's process id %d", got, len(c.PgConn().SecretKey()), pid)
 	}
 }
 

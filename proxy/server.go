@@ -30,10 +30,10 @@ type Options struct {
 	// every session untouched.
 	Guard Guard
 	// PeerID is this instance's id among peered instances behind one load
-	// balancer (1..MaxPeerID), written into every cancel key it issues; 0
-	// turns peering off. Peers maps peer ids to the host:port where that
-	// instance accepts clients; a cancel request whose key carries another
-	// peer's id is forwarded there. An entry for PeerID itself is ignored.
+	// balancer; 0 turns peering off. Peers maps peer ids to the host:port
+	// where each instance accepts clients; a cancel request for a key this
+	// instance did not issue is forwarded to all of them. The entry for
+	// PeerID itself is skipped, so that every instance can share one list.
 	PeerID int
 	Peers  map[int]string
 	// TransactionPooling says the upstream is a pooler that may give each

@@ -133,7 +133,7 @@ func upstreamTLS(c net.Conn, cfg *tls.Config, required bool) (net.Conn, error) {
 // exchange until the server's first ReadyForQuery. The server does all
 // authentication; the proxy only takes SCRAM-SHA-256-PLUS out of the
 // offer (channel binding cannot cross a proxy that terminates TLS) and
-// replaces BackendKeyData with a key of its own.
+// replaces the secret in BackendKeyData with one of its own.
 func (s *session) authenticate(startup *pgproto3.StartupMessage) error {
 	out, err := startup.Encode(nil)
 	if err != nil {
@@ -162,7 +162,10 @@ func (s *session) authMessage(msg []byte) (done bool, err error) {
 		out, err = s.authRequest(msg)
 	case 'K':
 		s.upstreamKey = bytes.Clone(msg[headerLen:])
-		s.key = s.srv.cancels.issue(upstreamTarget{addr: s.opts.Upstream, key: s.upstreamKey}, s.opts.PeerID)
+		s.key, err = s.srv.cancels.issue(upstreamTarget{addr: s.opts.Upstream, key: s.upstreamKey})
+		if err != nil {
+			return false, &clientError{codeProtocolViolation, fmt.Sprintf("pgveil: upstream %s: %v", s.opts.Upstream, err)}
+		}
 		s.keyIssued = true
 		out = s.key.backendKeyData(nil)
 	case 'E':

@@ -118,8 +118,9 @@ type Column struct {
 	Lookup bool `yaml:"lookup"`
 }
 
-// MaxPeerID is the largest peer_id: the proxy's cancel keys have 14 bits
-// for it.
+// MaxPeerID is the largest peer_id. The cancel keys no longer carry the
+// peer id (the proxy asks every peer instead), so the bound only keeps the
+// range that configurations were written for.
 const MaxPeerID = 1<<14 - 1
 
 // Peers maps peer ids to the host:port where each pgveil instance accepts

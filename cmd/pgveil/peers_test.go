@@ -19,8 +19,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/pgveil/pgveil/proxy"
 )
 
 // instance is a pgveil serve process (serveUntil) in the test process.
@@ -69,14 +67,19 @@ func (in *instance) start(t *testing.T) {
 // cancels is the instance's pgveil_cancel_requests_total for result, read
 // from its metrics endpoint.
 func (in *instance) cancels(t *testing.T, result string) int {
+	return in.metric(t, `pgveil_cancel_requests_total{result="`+result+`"}`)
+}
+
+// metric reads one sample (name and labels as /metrics prints them) from
+// the instance's metrics endpoint; 0 when absent.
+func (in *instance) metric(t *testing.T, sample string) int {
 	resp, err := http.Get("http://" + in.metrics + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	prefix := `pgveil_cancel_requests_total{result="` + result + `"} `
 	for sc := bufio.NewScanner(resp.Body); sc.Scan(); {
-		if v, ok := strings.CutPrefix(sc.Text(), prefix); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
 			n, _ := strconv.Atoi(v)
 			return n
 		}
@@ -189,13 +192,31 @@ func sleepUntilCancelled(t *testing.T, admin, c *pgx.Conn, tag string, cancel fu
 	}
 }
 
-// keyPeer is the peer id in a cancel key's process id.
-func keyPeer(c *pgx.Conn) int { return int(c.PgConn().PID()>>16) & proxy.MaxPeerID }
+// landedOn connects and tells which instance accepted the connection: the
+// one whose count of client connections grew.
+func landedOn(ctx context.Context, t *testing.T, dsn string, instances []*instance) (*pgx.Conn, int) {
+	t.Helper()
+	before := map[int]int{}
+	for _, in := range instances {
+		before[in.id] = in.metric(t, "pgveil_client_connections_total")
+	}
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range instances {
+		if in.metric(t, "pgveil_client_connections_total") > before[in.id] {
+			return c, in.id
+		}
+	}
+	t.Fatal("no instance counted the new connection")
+	return nil, 0
+}
 
 // TestPeersBehindHAProxy: two peered instances behind HAProxy (round
 // robin). pgx sends each cancel request through HAProxy, on a new
 // connection: with round robin it lands on the other instance than its
-// query's, which forwards it. Every cancel must work.
+// query's, which forwards it to its peer. Every cancel must work.
 func TestPeersBehindHAProxy(t *testing.T) {
 	instances := newInstances(t, 2)
 	for _, in := range instances {
@@ -221,11 +242,8 @@ func TestPeersBehindHAProxy(t *testing.T) {
 			}
 			defer extra.Close(ctx)
 		}
-		c, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		landed[keyPeer(c)]++
+		c, id := landedOn(ctx, t, dsn, instances)
+		landed[id]++
 		sleepUntilCancelled(t, admin, c, fmt.Sprintf("round %d", round), func() error { return c.PgConn().CancelRequest(ctx) })
 		if err := c.Ping(ctx); err != nil {
 			t.Fatalf("round %d: connection unusable after the cancel: %v", round, err)
@@ -280,7 +298,7 @@ func TestPeersReload(t *testing.T) {
 		if err := c.PgConn().CancelRequest(ctx); err != nil {
 			return err
 		}
-		waitLog(t, &b.logs, `cancel request ignored: unknown peer" peer_id=1`)
+		waitLog(t, &b.logs, `cancel request ignored: unknown key"`)
 		b.writeConfig(t, instances)
 		srvReload(t)
 		waitLog(t, &b.logs, "configuration reloaded")
