@@ -7,7 +7,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -57,25 +56,12 @@ INSERT INTO recordings SELECT 100 + i, i, 'voice' FROM generate_series(1, 5) i;
 GRANT SELECT, UPDATE, DELETE ON customers, survey_responses, recordings TO anon_dpo, anon_clerk;
 `
 
-var (
-	anonDBOnce sync.Once
-	anonDBErr  error
-)
-
 // resetAnonDB creates (once) the database and roles of the anonymize
 // tests and gives it fresh tables without an audit log.
 func resetAnonDB(t *testing.T) {
 	t.Helper()
 	ctx := testCtx(t)
-	anonDBOnce.Do(func() {
-		anonDBErr = db.Exec(ctx, "CREATE ROLE "+anonDPO+" LOGIN; CREATE ROLE "+anonClerk+" LOGIN")
-		if anonDBErr == nil {
-			anonDBErr = db.Exec(ctx, "CREATE DATABASE "+anonDB)
-		}
-	})
-	if anonDBErr != nil {
-		t.Fatal(anonDBErr)
-	}
+	setupOnce(t, anonDB, "CREATE ROLE "+anonDPO+" LOGIN; CREATE ROLE "+anonClerk+" LOGIN", "CREATE DATABASE "+anonDB)
 	conn := anonConn(t, "postgres")
 	if _, err := conn.Exec(ctx, anonSchemaSQL); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -67,24 +66,11 @@ INSERT INTO conversation_notes SELECT row_number() OVER (ORDER BY id, started_at
 GRANT SELECT, UPDATE, DELETE ON customers, conversations, conversation_notes TO comp_dpo;
 `
 
-var (
-	compDBOnce sync.Once
-	compDBErr  error
-)
-
 // resetCompDB creates (once) the composite tests' database and role, and
 // gives it fresh tables with the audit log.
 func resetCompDB(t *testing.T) *pgx.Conn {
 	t.Helper()
-	compDBOnce.Do(func() {
-		compDBErr = db.Exec(testCtx(t), "CREATE ROLE comp_dpo LOGIN")
-		if compDBErr == nil {
-			compDBErr = db.Exec(testCtx(t), "CREATE DATABASE "+compDB)
-		}
-	})
-	if compDBErr != nil {
-		t.Fatal(compDBErr)
-	}
+	setupOnce(t, compDB, "CREATE ROLE comp_dpo LOGIN", "CREATE DATABASE "+compDB)
 	conn := connectDB(t, "postgres", compDB)
 	mustExec(t, conn, compSchemaSQL)
 	code, stdout, stderr := runAnonymizeCommand(t, "--config", writeCheckConfig(t, compRulesYAML), "--dsn", db.DSN("postgres", "", compDB), "--init-audit")

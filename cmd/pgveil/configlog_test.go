@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,11 +18,6 @@ import (
 
 // configLogDB holds the config_log of the test, apart from other tests.
 const configLogDB = "configlog_cli"
-
-var (
-	configLogDBOnce sync.Once
-	configLogDBErr  error
-)
 
 const configLogRules = `
 audit_config: true
@@ -82,10 +76,7 @@ func fileHash(t *testing.T, path string) string {
 
 func TestRuleChangesAreLoggedAndAudited(t *testing.T) {
 	ctx := testCtx(t)
-	configLogDBOnce.Do(func() { configLogDBErr = db.Exec(ctx, "CREATE DATABASE "+configLogDB) })
-	if configLogDBErr != nil {
-		t.Fatal(configLogDBErr)
-	}
+	setupOnce(t, configLogDB, "CREATE DATABASE "+configLogDB)
 	conn := connectDB(t, "postgres", configLogDB)
 	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS pgveil CASCADE"); err != nil {
 		t.Fatal(err)

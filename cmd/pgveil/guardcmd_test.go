@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -46,19 +45,11 @@ INSERT INTO conversations VALUES (100, 1, 'Kari asks', NULL), (101, 2, 'Ola asks
 GRANT SELECT, UPDATE ON customers, conversations TO support;
 `
 
-var (
-	guardDBOnce sync.Once
-	guardDBErr  error
-)
-
 // resetGuardDB creates (once) the guard tests' database and gives it
 // fresh tables without guards.
 func resetGuardDB(t *testing.T) *pgx.Conn {
 	t.Helper()
-	guardDBOnce.Do(func() { guardDBErr = db.Exec(testCtx(t), "CREATE DATABASE "+guardDB) })
-	if guardDBErr != nil {
-		t.Fatal(guardDBErr)
-	}
+	setupOnce(t, guardDB, "CREATE DATABASE "+guardDB)
 	conn := connectDB(t, "postgres", guardDB)
 	if _, err := conn.Exec(testCtx(t), guardSchemaSQL); err != nil {
 		t.Fatal(err)

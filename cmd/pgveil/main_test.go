@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -153,6 +154,33 @@ func (p *maskingProxy) connect(t testing.TB, user string) *pgx.Conn {
 	}
 	t.Cleanup(func() { c.Close(context.Background()) })
 	return c
+}
+
+// setups remembers the outcome of each setupOnce by name.
+var setups sync.Map // name: *setupResult
+
+type setupResult struct {
+	once sync.Once
+	err  error
+}
+
+// setupOnce runs the statements (creating a test's databases and roles)
+// once per test process, and fails every test that needs them if they
+// failed.
+func setupOnce(t testing.TB, name string, stmts ...string) {
+	t.Helper()
+	v, _ := setups.LoadOrStore(name, &setupResult{})
+	r := v.(*setupResult)
+	r.once.Do(func() {
+		for _, sql := range stmts {
+			if r.err = db.Exec(testCtx(t), sql); r.err != nil {
+				return
+			}
+		}
+	})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
 }
 
 func testCtx(t testing.TB) context.Context {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,26 +26,12 @@ const (
 	perDBPlain = "perdb_plain"
 )
 
-var (
-	perDBOnce sync.Once
-	perDBErr  error
-)
-
 // resetPerDBs creates (once) the databases, and gives the two CRM ones
 // fresh tables without a pgveil schema.
 func resetPerDBs(t *testing.T) {
 	t.Helper()
 	ctx := testCtx(t)
-	perDBOnce.Do(func() {
-		for _, name := range []string{perDBA, perDBB, perDBPlain} {
-			if perDBErr = db.Exec(ctx, "CREATE DATABASE "+name); perDBErr != nil {
-				return
-			}
-		}
-	})
-	if perDBErr != nil {
-		t.Fatal(perDBErr)
-	}
+	setupOnce(t, perDBA, "CREATE DATABASE "+perDBA, "CREATE DATABASE "+perDBB, "CREATE DATABASE "+perDBPlain)
 	var crm []string // the test schema without its roles, which the cluster shares
 	for _, line := range strings.Split(schemaSQL, "\n") {
 		if !strings.HasPrefix(line, "CREATE ROLE") {
