@@ -6,13 +6,17 @@
 GO        ?= go
 BIN       := bin/pgveil
 TESTFLAGS ?= -race -count=1 -timeout 20m
+# What pgveil version prints; empty outside a git checkout.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: all build test vet bench demo fuzz clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/pgveil
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/pgveil
 
 vet:
 	$(GO) vet ./...

@@ -3,6 +3,11 @@
 // columns of which tables hold personal data (PII) with the strategy that
 // masks them in results and the strategy that ANONYMIZE writes over them.
 //
+// Every error names the key path it is about (tables.public.customers.key)
+// and, for what the YAML decoder finds, the line: yamlpath.go maps the
+// decoder's line numbers back to key paths, and UnmarshalYAML methods report
+// through nodeError.
+//
 // The package holds plain data. It knows nothing of sockets or SQL meaning;
 // masking and proxy receive a *Config built once in cmd/pgveil.
 package rules
@@ -14,7 +19,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -106,22 +110,23 @@ type Peers map[int]string
 
 // UnmarshalYAML reads the peers mapping. An id that is not a whole number,
 // or that is given twice (as 1 and 01, say), is an error naming its line.
+// The errors are nodeErrors: Parse puts the key path in front.
 func (p *Peers) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("peers: line %d: a mapping of peer id to host:port, like 1: 10.0.0.1:6432", n.Line)
+		return nodeError(n, "a mapping of peer id to host:port, like 1: 10.0.0.1:6432")
 	}
 	out := Peers{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		id, err := strconv.Atoi(k.Value)
 		if err != nil {
-			return fmt.Errorf("peers: line %d: peer id %q is not a whole number", k.Line, k.Value)
+			return nodeError(k, "peer id %q is not a whole number", k.Value)
 		}
 		if _, dup := out[id]; dup {
-			return fmt.Errorf("peers: line %d: peer id %d is given twice", k.Line, id)
+			return nodeError(k, "peer id %d is given twice", id)
 		}
 		if v.Kind != yaml.ScalarNode {
-			return fmt.Errorf("peers.%d: line %d: not host:port", id, v.Line)
+			return nodeError(v, "not host:port")
 		}
 		out[id] = v.Value
 	}
@@ -136,7 +141,7 @@ type Duration time.Duration
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil || v < 0 {
-		return fmt.Errorf("line %d: %q is not a duration like 30s", n.Line, n.Value)
+		return nodeError(n, "%q is not a duration like 30s", n.Value)
 	}
 	*d = Duration(v)
 	return nil
@@ -163,30 +168,13 @@ func Parse(data []byte) (*Config, error) {
 	dec.KnownFields(true)
 	// An empty file decodes to defaults, then fails validation naming the key.
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, cleanYAMLError(err)
+		return nil, cleanYAMLError(data, err)
 	}
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	return cfg, nil
-}
-
-// cleanYAMLError turns the decoder's "field x not found in type rules.Config"
-// into "unknown key x".
-func cleanYAMLError(err error) error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n")
-	lines := strings.Split(msg, "\n")
-	for i, l := range lines {
-		l = strings.TrimSpace(l)
-		if a, b, ok := strings.Cut(l, ": field "); ok {
-			if name, _, ok := strings.Cut(b, " not found in type"); ok {
-				l = a + ": unknown key " + name
-			}
-		}
-		lines[i] = l
-	}
-	return errors.New(strings.Join(lines, "; "))
 }
 
 func (c *Config) setDefaults() {

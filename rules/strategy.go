@@ -66,11 +66,11 @@ func (s Strategy) Derived() bool {
 // UnmarshalYAML parses a strategy from its string form.
 func (s *Strategy) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: a strategy is a string such as redact or \"partial:2,2\"", n.Line)
+		return nodeError(n, "a strategy is a string such as redact or \"partial:2,2\"")
 	}
 	v, err := ParseStrategy(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return nodeError(n, "%v", err)
 	}
 	*s = v
 	return nil

@@ -18,6 +18,9 @@ func TestHelpEveryCommand(t *testing.T) {
 			}
 			usage := stdout.String() + stderr.String()
 			for _, want := range []string{"Usage: pgveil", c.name, "Exit status", "-log-format"} {
+				if want == "-log-format" && c.name == "version" {
+					continue // prints and exits; nothing to log
+				}
 				if !strings.Contains(usage, want) {
 					t.Errorf("usage lacks %q:\n%s", want, usage)
 				}

@@ -5,6 +5,7 @@
 //
 //	pgveil --config pgveil.yaml          run the proxy
 //	pgveil <command> --help              help for a command
+//	pgveil --version                     version, commit, Go and parser versions
 //
 // Exit status: 0 on success (and after a clean shutdown), 1 when the
 // command failed, 2 for a usage error; pgveil explain exits 3 when the
@@ -35,6 +36,7 @@ func commands() []command {
 		{"anonymize", "anonymize the rows of a list of keys (a data-protection officer's batch)", runAnonymize},
 		{"explain", "show what a role would get for a query: masks per column, or the rejection", runExplain},
 		{"guard", "install the triggers that keep anonymized rows anonymized (or --drop them)", runGuard},
+		{"version", "print the version, commit, Go and SQL parser versions (also --version)", runVersion},
 	}
 }
 
@@ -44,6 +46,9 @@ func main() {
 
 // dispatch picks the subcommand; a first argument that is a flag means serve.
 func dispatch(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		return runVersion(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || (len(args[0]) > 0 && args[0][0] == '-' && args[0] != "-h" && args[0] != "--help") {
 		return runServe(args, stdout, stderr)
 	}
