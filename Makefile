@@ -1,7 +1,8 @@
 # pgveil: build, test and benchmark.
 # Needs Go, gcc (cgo for the SQL parser) and PostgreSQL server binaries
 # (Debian: apt-get install -y postgresql; PgBouncer for `make bench`: pgbouncer;
-# for the tests also haproxy, default-jdk-headless and libpostgresql-jdbc-java).
+# for the tests also haproxy, default-jdk-headless and libpostgresql-jdbc-java;
+# for `make deb` dpkg-dev, and for its tests lintian, systemd and prometheus).
 
 GO        ?= go
 BIN       := bin/pgveil
@@ -11,7 +12,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build test vet bench demo fuzz clean
+.PHONY: all build test vet bench demo fuzz deb clean
 
 all: build
 
@@ -35,6 +36,13 @@ demo: build
 fuzz:
 	$(GO) test ./masking -run '^$$' -fuzz FuzzCacheKey -fuzztime 30s
 	$(GO) test ./masking -run '^$$' -fuzz FuzzMaskDataRow -fuzztime 30s
+
+# bin/pgveil_<version>_<arch>.deb: the binary, the systemd unit, the example
+# /etc/pgveil/pgveil.yaml, the dashboard and the alerts (packaging/deb/build.sh;
+# needs dpkg-dev). DEBOUT sets the directory, DEB_VERSION the version.
+DEBOUT ?= bin
+deb:
+	GO=$(GO) OUT=$(DEBOUT) packaging/deb/build.sh
 
 clean:
 	rm -rf bin

@@ -43,17 +43,19 @@ CGO_CPPFLAGS=$(dpkg-buildflags --get CPPFLAGS) CGO_CFLAGS=$(dpkg-buildflags --ge
   -ldflags "-s -w -X main.version=$version -X main.commit=$commit" \
   -o "$stage/usr/bin/pgveil" ./cmd/pgveil
 
-install -d -m 0755 "$stage/etc/pgveil" "$stage/lib/systemd/system" "$doc/examples" "$stage/DEBIAN"
+install -d -m 0755 "$stage/etc/pgveil" "$stage/lib/systemd/system" "$doc/examples" \
+  "$stage/usr/share/man/man1" "$stage/DEBIAN"
 install -m 0644 "$here/pgveil.yaml" "$stage/etc/pgveil/pgveil.yaml"
 install -m 0644 "$here/pgveil.service" "$stage/lib/systemd/system/pgveil.service"
 install -m 0644 "$here/copyright" "$doc/copyright"
 install -m 0644 docs/grafana-dashboard.json docs/prometheus-alerts.yaml "$doc/examples/"
 gzip -9n <README.md >"$doc/README.md.gz"
+gzip -9n <"$here/pgveil.1" >"$stage/usr/share/man/man1/pgveil.1.gz"
 date=$(TZ=UTC git show -s --format=%cd --date=format-local:'%a, %d %b %Y %H:%M:%S +0000' HEAD 2>/dev/null ||
   TZ=UTC date -R)
 printf 'pgveil (%s) unstable; urgency=medium\n\n  * Built from commit %s.\n\n -- %s  %s\n' \
   "$version" "${commit:-unknown}" "$MAINTAINER" "$date" | gzip -9n >"$doc/changelog.gz"
-chmod 0644 "$doc/README.md.gz" "$doc/changelog.gz"
+chmod 0644 "$doc/README.md.gz" "$doc/changelog.gz" "$stage/usr/share/man/man1/pgveil.1.gz"
 
 # The shared libraries the cgo binary links (libc), as Depends.
 mkdir -p "$work/src/debian"
