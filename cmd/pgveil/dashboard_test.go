@@ -43,6 +43,14 @@ func TestDashboardAndAlertsQueryServedMetrics(t *testing.T) {
 	listen, metrics := startServe(t, &logs)
 	exerciseMetrics(t, listen)
 	served := scrapeFamilies(t, metrics)
+	// The cancel request travels on a connection of its own.
+	for deadline := time.Now().Add(10 * time.Second); served["pgveil_cancel_requests_total"] == nil; {
+		if time.Now().After(deadline) {
+			t.Fatal("pgveil_cancel_requests_total not served 10s after a cancelled query")
+		}
+		time.Sleep(10 * time.Millisecond)
+		served = scrapeFamilies(t, metrics)
+	}
 
 	used := map[string]bool{}
 	for _, e := range exprs {
@@ -67,10 +75,14 @@ func TestDashboardAndAlertsQueryServedMetrics(t *testing.T) {
 	}
 	names := make([]string, 0, len(used))
 	for m := range used {
-		names = append(names, m)
+		if !prometheusOwn[m] {
+			names = append(names, m)
+		}
 	}
 	sort.Strings(names)
-	t.Logf("%d expressions query %d metrics, all served: %s", len(exprs), len(names), strings.Join(names, " "))
+	if !t.Failed() {
+		t.Logf("%d expressions query %d metrics, all served: %s", len(exprs), len(names), strings.Join(names, " "))
+	}
 }
 
 // exerciseMetrics makes every pgveil metric family appear: a masked
@@ -91,13 +103,13 @@ func exerciseMetrics(t *testing.T, listen string) {
 	if _, err := admin.Exec(ctx, "SELECT 1/0", simple); !errors.As(err, &pgErr) || pgErr.Code != "22012" {
 		t.Fatalf("want division by zero, got %v", err)
 	}
-	// pgx sends a CancelRequest when the context ends during a query; the
-	// server's 57014 comes after the proxy counted it.
+	// pgx sends a CancelRequest when the context ends during a query (and
+	// reports the context's error).
 	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	_, err := admin.Exec(short, "SELECT pg_sleep(30)", simple)
 	cancel()
-	if !errors.As(err, &pgErr) || pgErr.Code != "57014" {
-		t.Fatalf("pg_sleep(30) with a 200ms context: want 57014 (cancelled), got %v", err)
+	if err == nil {
+		t.Fatal("pg_sleep(30) finished within 200ms")
 	}
 	dpo := connectTo(t, listen, "dpo")
 	tx, err := dpo.Begin(ctx)
