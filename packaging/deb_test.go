@@ -35,7 +35,10 @@ var built struct {
 	deb  string // the .deb
 	root string // its files, extracted
 	ctrl string // its control files, extracted
-	err  error
+	// version is what version.sh said before the build: the tree may change
+	// while the tests run.
+	version string
+	err     error
 }
 
 // deb builds the package once with make deb, and extracts it.
@@ -47,6 +50,12 @@ func deb(t *testing.T) (pkg, root, ctrl string) {
 			built.err = err
 			return
 		}
+		out, err := run("deb/version.sh")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.version = strings.TrimSpace(out)
 		built.deb, built.err = makeDeb(filepath.Join(dir, "out"))
 		if built.err != nil {
 			return
@@ -119,7 +128,7 @@ func tool(t *testing.T, name string) string {
 // maintainer scripts.
 func TestDebControl(t *testing.T) {
 	pkg, _, ctrl := deb(t)
-	version := strings.TrimSpace(mustRun(t, "deb/version.sh"))
+	version := built.version
 	arch := strings.TrimSpace(mustRun(t, "dpkg", "--print-architecture"))
 	if want := "pgveil_" + version + "_" + arch + ".deb"; filepath.Base(pkg) != want {
 		t.Errorf("package file %s, want %s", filepath.Base(pkg), want)
@@ -389,9 +398,13 @@ func TestDebExampleConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var logs syncBuffer
+	logs, err := os.Create(filepath.Join(t.TempDir(), "pgveil.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
 	cmd := exec.Command(filepath.Join(root, "usr/bin/pgveil"), "serve", "--config", path)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -411,15 +424,15 @@ func TestDebExampleConfig(t *testing.T) {
 	}
 	conn.Close(context.Background())
 	cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, &logs, "configuration reloaded", 10*time.Second)
+	waitFor(t, logs.Name(), "configuration reloaded", 10*time.Second)
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Errorf("after SIGTERM: %v\n%s", err, logs.String())
+			t.Errorf("after SIGTERM: %v\n%s", err, readLog(logs.Name()))
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatalf("still running 20s after SIGTERM:\n%s", logs.String())
+		t.Fatalf("still running 20s after SIGTERM:\n%s", readLog(logs.Name()))
 	}
 }
 
@@ -462,31 +475,18 @@ func connectWithin(t *testing.T, dsn string, d time.Duration) *pgx.Conn {
 	}
 }
 
-// waitFor polls the log until it holds s, or the deadline.
-func waitFor(t *testing.T, logs *syncBuffer, s string, d time.Duration) {
+// waitFor polls the log file until it holds s, or the deadline.
+func waitFor(t *testing.T, log, s string, d time.Duration) {
 	t.Helper()
-	for deadline := time.Now().Add(d); !strings.Contains(logs.String(), s); {
+	for deadline := time.Now().Add(d); !strings.Contains(readLog(log), s); {
 		if time.Now().After(deadline) {
-			t.Fatalf("the log lacks %q:\n%s", s, logs.String())
+			t.Fatalf("the log lacks %q:\n%s", s, readLog(log))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
 
-// syncBuffer is a bytes.Buffer a process writes while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+func readLog(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"net/http"
 	"os"
 	"regexp"
 	"sort"
@@ -213,15 +211,9 @@ var labelPair = regexp.MustCompile(`([a-zA-Z_]\w*)="((?:[^"\\]|\\.)*)"`)
 // scrapeFamilies reads /metrics into families by series name.
 func scrapeFamilies(t *testing.T, addr string) map[string]*family {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	help := map[string]string{}
 	served := map[string]*family{}
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(metricsText(t, addr), "\n") {
 		if rest, ok := strings.CutPrefix(line, "# HELP "); ok {
 			name, text, _ := strings.Cut(rest, " ")
 			help[name] = text
