@@ -138,13 +138,7 @@ func dashboardExprs(t *testing.T, path string) []string {
 			}
 		}
 	}
-	data, err := os.ReadFile(path)
-	if err == nil {
-		err = json.Unmarshal(data, &d)
-	}
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
+	decodeFile(t, path, json.Unmarshal, &d)
 	var exprs []string
 	for _, p := range d.Panels {
 		if p.Type == "row" {
@@ -181,13 +175,7 @@ func alertExprs(t *testing.T, path string) []string {
 			Rules []struct{ Alert, Expr string }
 		}
 	}
-	data, err := os.ReadFile(path)
-	if err == nil {
-		err = yaml.Unmarshal(data, &f)
-	}
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
+	decodeFile(t, path, yaml.Unmarshal, &f)
 	var exprs []string
 	for _, g := range f.Groups {
 		for _, r := range g.Rules {
@@ -195,6 +183,18 @@ func alertExprs(t *testing.T, path string) []string {
 		}
 	}
 	return exprs
+}
+
+// decodeFile reads path into v with decode (json.Unmarshal, yaml.Unmarshal).
+func decodeFile(t *testing.T, path string, decode func([]byte, any) error, v any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err == nil {
+		err = decode(data, v)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
 }
 
 // family is what /metrics serves under one series name (a histogram's
