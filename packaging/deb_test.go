@@ -26,12 +26,17 @@ import (
 var db *pgtest.Cluster
 
 func TestMain(m *testing.M) {
-	os.Exit(pgtest.RunMain(m, pgtest.Options{}, nil, &db))
+	code := pgtest.RunMain(m, pgtest.Options{}, nil, &db)
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
 }
 
 // built is the package make deb wrote, built once for every test.
 var built struct {
 	once sync.Once
+	dir  string // holds all of it, removed after the tests
 	deb  string // the .deb
 	root string // its files, extracted
 	ctrl string // its control files, extracted
@@ -50,6 +55,7 @@ func deb(t *testing.T) (pkg, root, ctrl string) {
 			built.err = err
 			return
 		}
+		built.dir = dir
 		out, err := run("deb/version.sh")
 		if err != nil {
 			built.err = err
