@@ -2,7 +2,8 @@
 # Needs Go, gcc (cgo for the SQL parser) and PostgreSQL server binaries
 # (Debian: apt-get install -y postgresql, whose contrib extensions hstore and ltree
 # pgx's test suite needs; pgbouncer for `make bench` and the PgBouncer tests; for
-# the tests also haproxy, default-jdk-headless and libpostgresql-jdbc-java). The pgx
+# the tests also haproxy, default-jdk-headless and libpostgresql-jdbc-java; for
+# `make deb` dpkg-dev, and for its tests lintian, systemd and prometheus). The pgx
 # suite test (internal/pgxsuite) downloads pgx's test dependencies with the go
 # command on its first run.
 
@@ -14,7 +15,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build test vet bench demo fuzz pgx-suite clean
+.PHONY: all build test vet bench demo fuzz pgx-suite deb clean
 
 all: build
 
@@ -44,6 +45,13 @@ demo: build
 fuzz:
 	$(GO) test ./masking -run '^$$' -fuzz FuzzCacheKey -fuzztime 30s
 	$(GO) test ./masking -run '^$$' -fuzz FuzzMaskDataRow -fuzztime 30s
+
+# bin/pgveil_<version>_<arch>.deb: the binary, the systemd unit, the example
+# /etc/pgveil/pgveil.yaml, the dashboard and the alerts (packaging/deb/build.sh;
+# needs dpkg-dev). DEBOUT sets the directory, DEB_VERSION the version.
+DEBOUT ?= bin
+deb:
+	GO=$(GO) OUT=$(DEBOUT) packaging/deb/build.sh
 
 clean:
 	rm -rf bin

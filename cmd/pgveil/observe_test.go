@@ -60,14 +60,8 @@ func connectTo(t *testing.T, addr, user string) *pgx.Conn {
 // name and labels as exposed ("pgveil_x_total{column=\"a\"}").
 func scrape(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	samples := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(metricsText(t, addr), "\n") {
 		i := strings.LastIndexByte(line, ' ')
 		if strings.HasPrefix(line, "#") || i < 0 {
 			continue
@@ -78,6 +72,21 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 		}
 	}
 	return samples
+}
+
+// metricsText returns what the metrics endpoint serves.
+func metricsText(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
 }
 
 // TestMaskingMetricsAndLogs runs masked lookups, rejections and an
