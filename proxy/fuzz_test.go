@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -212,4 +213,16 @@ func FuzzAuthMessage(f *testing.F) {
 		errorSeverity(data)
 		textRow(data)
 	})
+}
+
+// TestCodeOfWrappedClientError: a guard's setup error wrapping the
+// session's lost upstream keeps 08006.
+func TestCodeOfWrappedClientError(t *testing.T) {
+	lost := &clientError{codeConnectionFailure, "pgveil: lost connection to upstream"}
+	if got := codeOf(fmt.Errorf("pgveil: cannot read the session's settings: %w", lost)); got != codeConnectionFailure {
+		t.Fatalf("codeOf = %s, want %s", got, codeConnectionFailure)
+	}
+	if got := codeOf(errors.New("refused")); got != "42501" {
+		t.Fatalf("codeOf(plain error) = %s, want 42501", got)
+	}
 }
