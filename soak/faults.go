@@ -16,6 +16,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgveil/pgveil/internal/pgtest"
 )
 
 // faults counts what was injected.
@@ -77,7 +79,7 @@ func (r *run) outage(ctx context.Context, d time.Duration) error {
 func firstSuccess(dsn string, at chan<- time.Time) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
-		if ping(dsn) == nil {
+		if pgtest.Ping(dsn) == nil {
 			at <- time.Now()
 			return
 		}

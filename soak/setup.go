@@ -11,8 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/pgveil/pgveil/internal/pgtest"
 )
 
@@ -108,42 +106,15 @@ func startProxy(bin string, c *pgtest.Cluster) (*env, error) {
 	if e.proxy, err = pgtest.StartProcess(cmd); err != nil {
 		return nil, err
 	}
-	if err := e.waitProxy(30 * time.Second); err != nil {
+	if err := pgtest.WaitReady(e.dsn(rolePlain), e.proxy, 30*time.Second); err != nil {
 		e.proxy.Stop(syscall.SIGKILL, 5*time.Second)
-		return nil, err
+		return nil, fmt.Errorf("pgveil: %w\n%s", err, pgtest.Tail(e.logPath, 2048))
 	}
 	return e, nil
 }
 
-// waitProxy polls until a session through the proxy answers a query.
-func (e *env) waitProxy(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := ping(e.dsn(rolePlain))
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("proxy never accepted: %v\n%s", err, pgtest.Tail(e.logPath, 2048))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func (e *env) dsn(role string) string {
 	return "postgres://" + role + "@" + e.listen + "/postgres?sslmode=disable&application_name=soak"
-}
-
-func ping(dsn string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer c.Close(context.Background())
-	_, err = c.Exec(ctx, "SELECT 1")
-	return err
 }
 
 // proxyLog returns the proxy's log so far.
