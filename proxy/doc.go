@@ -63,7 +63,11 @@
 // on a second one, writes to the client serialized by a mutex.
 //
 // Everything on a loop is touched only by the loop's thread; other
-// goroutines (shutdown, forced close) post closures to it.
+// goroutines (shutdown, forced close) post closures to it. A session that
+// ends while output for its client is still queued (the client's socket
+// full) hands that output to a goroutine that writes it, blocking, for up
+// to 5 s and then closes the socket (linger_linux.go), so the end of a
+// result and the session's FATAL are not lost.
 //
 // # Cancel requests
 //
