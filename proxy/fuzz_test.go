@@ -226,3 +226,24 @@ func TestCodeOfWrappedClientError(t *testing.T) {
 		t.Fatalf("codeOf(plain error) = %s, want 42501", got)
 	}
 }
+
+// TestHeaderAloneAllocatesLittle: a header claiming a message of nearly
+// max_message_size, followed by a few bytes, must not make the pump
+// allocate the claimed size; a real large message still arrives whole.
+func TestHeaderAloneAllocatesLittle(t *testing.T) {
+	const limit = 1 << 30
+	claim := []byte{'Q', 0x3f, 0xff, 0xff, 0xf0, 'S', 'E', 'L'}
+	p := newPump(newFuzzConn(claim), io.Discard, limit)
+	if err := p.run(clientHandler{fuzzSession(nil, nil)}); !errors.Is(err, io.EOF) {
+		t.Fatalf("run: %v", err)
+	}
+	if len(p.buf) > 1<<20 {
+		t.Fatalf("a header alone grew the buffer to %d bytes", len(p.buf))
+	}
+	big := appendQuery(nil, string(bytes.Repeat([]byte{'x'}, 3<<20)))
+	p = newPump(newFuzzConn(big), io.Discard, limit)
+	msg, err := p.next()
+	if err != nil || !bytes.Equal(msg, big) {
+		t.Fatalf("a 3 MiB message: %d bytes, %v", len(msg), err)
+	}
+}
