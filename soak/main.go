@@ -16,7 +16,7 @@
 // other time; a slow reader of 1 MiB rows at 1 MiB/s (80% of the run's
 // seconds in MiB, at most 1 GiB: 240 MiB in 5 minutes, not the 1
 // GiB, which would take 17 minutes at that rate); a client that resets
-// its connection (SO_LINGER 0) after 256 KiB of a 50 MB result every 300
+// its connection (SO_LINGER 0) after 256 KiB of a 1 GB result every 300
 // ms; a raw socket sending a malformed or truncated message every 200 ms.
 //
 // The idle sessions are real sessions, each with its own server backend
