@@ -273,7 +273,9 @@
 //     writes to PII tables by masked roles can probe unique constraints.
 //   - The analysis is as fresh as the Catalog. The session drops its cached
 //     entries and plans after its own DDL (ChangesCatalog); others' DDL is
-//     seen within catalogTTL (2 s), and meanwhile two checks fail closed:
+//     seen within catalogTTL (2 s; the catalog caches check an entry's age
+//     when it is read, so a reader made per rules generation starts no
+//     goroutine), and meanwhile two checks fail closed:
 //     a result column whose origin is any protected column of the database
 //     is masked (markProtected), and a result with a column from a relation
 //     the analysis never resolved (a table since replaced by a view) is

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -29,12 +28,12 @@ const catalogQueryTimeout = 10 * time.Second
 type dbCatalog struct {
 	pool  *pgxpool.Pool
 	rules *rules.Config
-	rels  *expirable.LRU[string, relResult]
-	funcs *expirable.LRU[string, funcResult]
+	rels  *ttlCache[string, relResult]
+	funcs *ttlCache[string, funcResult]
 
 	origins    atomic.Pointer[originSet] // nil until first loaded
 	refreshing atomic.Bool
-	temps      *expirable.LRU[uint32, bool]
+	temps      *ttlCache[uint32, bool]
 }
 
 type relResult struct {
@@ -51,9 +50,9 @@ func newDBCatalog(pool *pgxpool.Pool, cfg *rules.Config) *dbCatalog {
 	return &dbCatalog{
 		pool:  pool,
 		rules: cfg,
-		rels:  expirable.NewLRU[string, relResult](4096, nil, catalogTTL),
-		funcs: expirable.NewLRU[string, funcResult](4096, nil, catalogTTL),
-		temps: expirable.NewLRU[uint32, bool](4096, nil, catalogTTL),
+		rels:  newTTLCache[string, relResult](4096, catalogTTL),
+		funcs: newTTLCache[string, funcResult](4096, catalogTTL),
+		temps: newTTLCache[uint32, bool](4096, catalogTTL),
 	}
 }
 
@@ -76,7 +75,7 @@ func (c *dbCatalog) relation(role string, schemas []string, name string) (*Relat
 
 // cached returns the cached result for a name in schemas, reading and
 // caching it on a miss.
-func cached[V any](cache *expirable.LRU[string, V], role string, schemas []string, name string, read func() V) V {
+func cached[V any](cache *ttlCache[string, V], role string, schemas []string, name string, read func() V) V {
 	key := role + "\x00" + strings.Join(schemas, "\x00") + "\x00\x00" + name
 	if v, ok := cache.Get(key); ok {
 		return v

@@ -101,7 +101,10 @@ func (g *Guard) Open(user, database string, params map[string]string, exec func(
 		return nil, err
 	}
 	rows, err := exec("SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_setting('standard_conforming_strings')")
-	if err != nil || len(rows) != 1 || len(rows[0]) != 2 {
+	if err != nil { // wrapped: an upstream lost meanwhile keeps its SQLSTATE (08006)
+		return nil, fmt.Errorf("pgveil: cannot read the session's settings: %w", err)
+	}
+	if len(rows) != 1 || len(rows[0]) != 2 {
 		return nil, fmt.Errorf("pgveil: cannot read the session's settings: %v", err)
 	}
 	// The analyser reads string literals as the server does only with

@@ -457,7 +457,7 @@ func (ls *loopSession) closeNow() {
 	}
 	ls.closed = true
 	ls.l.ends[ls.cfd], ls.l.ends[ls.sfd] = nil, nil
-	unix.Close(ls.cfd)
+	ls.closeClient() // after writing what is still queued for it (linger_linux.go)
 	unix.Close(ls.sfd)
 	close(ls.done)
 }

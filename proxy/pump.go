@@ -157,9 +157,10 @@ func (p *pump) flush() error {
 	return err
 }
 
-// makeRoom makes sure buf can hold need bytes from r, moving unconsumed
-// bytes to the front, growing the buffer for one large message, and
-// shrinking it back when it is empty.
+// makeRoom makes room in buf toward need bytes from r, moving unconsumed
+// bytes to the front, growing the buffer for one large message (callers
+// fill and call again until the message is whole), and shrinking it back
+// when it is empty. It always leaves free space to read into.
 func (p *pump) makeRoom(need int) {
 	if p.r == p.w {
 		p.r, p.w = 0, 0
@@ -176,7 +177,10 @@ func (p *pump) makeRoom(need int) {
 		p.r = 0
 		return
 	}
-	bigger := make([]byte, need)
+	// Grow toward need by doubling as the bytes arrive, never ahead of
+	// them: a 5-byte header claiming max_message_size must not make the
+	// proxy allocate that much (the soak's malformed senders did, 1 GiB each).
+	bigger := make([]byte, min(need, max(2*len(p.buf), p.w-p.r+readBufSize)))
 	p.w = copy(bigger, p.buf[p.r:p.w])
 	p.r = 0
 	p.buf = bigger
