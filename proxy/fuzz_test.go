@@ -150,6 +150,9 @@ func (fuzzPolicy) Result(Query, int, []pgproto3.FieldDescription, []int16) (Mask
 func (fuzzPolicy) CopyResult(Query, int) (Masker, error) { return nullRows{}, nil }
 func (fuzzPolicy) Completed(Query, int) Names            { return Names{} }
 func (fuzzPolicy) ScrubErrors(Query, int) bool           { return true }
+func (fuzzPolicy) Ready(byte, bool)                      {}
+func (fuzzPolicy) Barrier(Query) bool                    { return false }
+func (fuzzPolicy) Bindable(Query) error                  { return nil }
 
 func serverSeeds() [][]byte {
 	fields := []pgproto3.FieldDescription{{Name: []byte("a"), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1}}
