@@ -68,6 +68,12 @@ func TestUnreachableUpstream(t *testing.T) {
 // rawStartup opens a raw socket to the proxy and completes a trust login.
 func rawStartup(t *testing.T, addr string) (net.Conn, *pgproto3.Frontend) {
 	t.Helper()
+	return rawStartupWith(t, addr, map[string]string{"user": "postgres", "database": "postgres"})
+}
+
+// rawStartupWith is rawStartup with the given startup parameters.
+func rawStartupWith(t *testing.T, addr string, params map[string]string) (net.Conn, *pgproto3.Frontend) {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -75,15 +81,14 @@ func rawStartup(t *testing.T, addr string) (net.Conn, *pgproto3.Frontend) {
 	t.Cleanup(func() { conn.Close() })
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	fe := pgproto3.NewFrontend(conn, conn)
-	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
-		Parameters: map[string]string{"user": "postgres", "database": "postgres"}})
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: params})
 	if err := fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	for {
 		msg, err := fe.Receive()
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("startup: %v", err)
 		}
 		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
 			return conn, fe

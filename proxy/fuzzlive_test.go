@@ -5,9 +5,6 @@ import (
 	"net"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // fuzzRole is the unprivileged role the live fuzz target logs in as, so
@@ -59,25 +56,6 @@ func FuzzLiveSession(f *testing.F) {
 // liveStartup logs fuzzRole in on a raw socket and reads to ReadyForQuery.
 func liveStartup(t *testing.T, addr string) net.Conn {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	fe := pgproto3.NewFrontend(conn, conn)
-	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
-		Parameters: map[string]string{"user": fuzzRole, "database": "postgres", "options": "-c statement_timeout=2000"}})
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			t.Fatalf("startup: %v", err)
-		}
-		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
-			return conn
-		}
-	}
+	conn, _ := rawStartupWith(t, addr, map[string]string{"user": fuzzRole, "database": "postgres", "options": "-c statement_timeout=2000"})
+	return conn
 }
