@@ -206,7 +206,7 @@ func check(t *target) error {
 	}
 	for _, k := range t.rules.Key {
 		if _, ok := t.rules.Columns[k]; ok {
-			return fmt.Errorf("pgveil: %s.%s is both %s and a PII column; ANONYMIZE keeps and logs keys, so a key must not be personal data", t.name, k, keyRole(t.rules.Key))
+			return fmt.Errorf("pgveil: %s.%s is both %s and a PII column; ANONYMIZE keeps and logs keys, so a key must not be personal data", t.name, k, t.rules.Key.Role("key"))
 		}
 	}
 	if t.parent != nil && len(t.rules.Parent.Via) != len(t.parent.rules.Key) {
@@ -226,14 +226,6 @@ func check(t *target) error {
 	return nil
 }
 
-// keyRole says what a column of key is, for messages.
-func keyRole(key rules.Columns) string {
-	if len(key) == 1 {
-		return "the key"
-	}
-	return "part of the key " + key.Tuple()
-}
-
 // samePath writes a condition, for an unqualified table name, that is
 // true when the session's search_path still finds the table the rules
 // were applied to, and that fails the statement otherwise (a session may
@@ -246,7 +238,7 @@ func samePath(root *target, table string) string {
 	msg := fmt.Sprintf("pgveil: ANONYMIZE %s: this session's search_path finds another table than %s, which the rules were applied to; schema-qualify the table. search_path: ",
 		table, root.name)
 	return fmt.Sprintf("(CASE WHEN pg_catalog.to_regclass(%s) = %s::pg_catalog.regclass THEN true ELSE (%s || pg_catalog.current_setting('search_path'))::bool END)",
-		quoteLiteral(quoteIdent(table)), quoteLiteral(qualified(root)), quoteLiteral(msg))
+		rules.SQLLiteral(quoteIdent(table)), rules.SQLLiteral(qualified(root)), rules.SQLLiteral(msg))
 }
 
 // deparseWhere returns the text of the WHERE condition, to be used on

@@ -183,8 +183,8 @@ func TestQuoting(t *testing.T) {
 		}
 	}
 	for in, want := range map[string]string{"it's": "'it''s'", `a\b`: `E'a\\b'`, "": "''"} {
-		if got := quoteLiteral(in); got != want {
-			t.Errorf("quoteLiteral(%q) = %s, want %s", in, got, want)
+		if got := rules.SQLLiteral(in); got != want {
+			t.Errorf("rules.SQLLiteral(%q) = %s, want %s", in, got, want)
 		}
 	}
 }

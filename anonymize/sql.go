@@ -78,7 +78,7 @@ func (g *generator) explainSQL() string {
 		}
 		n++
 		fmt.Fprintf(&b, "\n  SELECT %d AS o, pg_catalog.row_number() OVER (ORDER BY %s) AS n, %s::text AS \"table\", %s::text AS \"key\", %s::text AS \"action\", %s::text AS \"columns\" FROM %s",
-			i, keyNames(t), quoteLiteral(t.name), keyJSON(t), quoteLiteral(t.action()), changedColumns(t), t.cte)
+			i, keyNames(t), rules.SQLLiteral(t.name), keyJSON(t), rules.SQLLiteral(t.action()), changedColumns(t), t.cte)
 	}
 	b.WriteString("\n) AS r ORDER BY o, n")
 	return b.String()
@@ -183,7 +183,7 @@ func alreadyDone(t *target) string {
 				isText(t, col), c, asColumn(t, col, "'anon-%@anonymized.invalid'"), c))
 		case rules.RandomID:
 			parts = append(parts, fmt.Sprintf("CASE WHEN (SELECT %s) THEN COALESCE(pg_catalog.btrim(%s::text, '\"') ~ %s, false) WHEN (SELECT %s) THEN false ELSE %s IS NULL END",
-				isText(t, col), c, quoteLiteral(randomIDPattern), isUUID(t, col), c))
+				isText(t, col), c, rules.SQLLiteral(randomIDPattern), isUUID(t, col), c))
 		case rules.Nullify:
 			parts = append(parts, c+" IS NULL")
 		default:
@@ -214,7 +214,7 @@ func strategyExpr(t *target, col string, s rules.Strategy) string {
 	case rules.Blank:
 		return constantExpr(t, col, "''")
 	case rules.Text:
-		return constantExpr(t, col, quoteLiteral(s.Text))
+		return constantExpr(t, col, rules.SQLLiteral(s.Text))
 	case rules.RandomEmail:
 		return fmt.Sprintf("CASE WHEN (SELECT %s) THEN %s END", isText(t, col),
 			asColumn(t, col, "'anon-' || pg_catalog.gen_random_uuid() || '@anonymized.invalid'"))
@@ -238,7 +238,7 @@ func constantExpr(t *target, col, literal string) string {
 // row type.
 func asColumn(t *target, col, text string) string {
 	return fmt.Sprintf("(pg_catalog.jsonb_populate_record(NULL::%s, pg_catalog.jsonb_build_object(%s, %s))).%s",
-		qualified(t), quoteLiteral(col), text, quoteIdent(col))
+		qualified(t), rules.SQLLiteral(col), text, quoteIdent(col))
 }
 
 // isText writes a condition true when the column's type takes text.
@@ -265,14 +265,14 @@ func changedColumns(t *target) string {
 	if m := t.rules.AnonymizedMarker; m != "" {
 		cols = append(cols[:len(cols):len(cols)], m)
 	}
-	return quoteLiteral(strings.Join(cols, ", "))
+	return rules.SQLLiteral(strings.Join(cols, ", "))
 }
 
 // audit writes the CTE appending the audit record.
 func (g *generator) audit() string {
 	return fmt.Sprintf("pgveil_audit AS (\n  INSERT INTO %s (logged_at, login_role, table_name, anonymized, deleted, statement)\n"+
 		"  SELECT pg_catalog.now(), session_user, %s,\n    %s,\n    %s,\n    %s)\n",
-		AuditTable, quoteLiteral(g.targets[0].name), g.keysObject("anonymize"), g.keysObject("delete"), quoteLiteral(g.text))
+		AuditTable, rules.SQLLiteral(g.targets[0].name), g.keysObject("anonymize"), g.keysObject("delete"), rules.SQLLiteral(g.text))
 }
 
 // keysObject writes a jsonb object mapping each table with the given
@@ -282,7 +282,7 @@ func (g *generator) keysObject(action string) string {
 	for _, t := range g.targets {
 		if t.action() == action {
 			parts = append(parts, fmt.Sprintf("pg_catalog.jsonb_build_object(%s, (SELECT COALESCE(pg_catalog.jsonb_agg(%s ORDER BY %s), '[]'::jsonb) FROM %s))",
-				quoteLiteral(t.name), keyJSON(t), keyNames(t), t.cte))
+				rules.SQLLiteral(t.name), keyJSON(t), keyNames(t), t.cte))
 		}
 	}
 	if len(parts) == 0 {
@@ -297,7 +297,7 @@ func (g *generator) reportSelect() string {
 	var b strings.Builder
 	for _, t := range g.targets {
 		if t.action() != "" {
-			fmt.Fprintf(&b, "SELECT %s::text, %s::text, pg_catalog.count(*) FROM %s\nUNION ALL ", quoteLiteral(t.name), quoteLiteral(t.action()), t.cte)
+			fmt.Fprintf(&b, "SELECT %s::text, %s::text, pg_catalog.count(*) FROM %s\nUNION ALL ", rules.SQLLiteral(t.name), rules.SQLLiteral(t.action()), t.cte)
 		}
 	}
 	root := g.targets[0]
@@ -306,7 +306,7 @@ func (g *generator) reportSelect() string {
 		distinct = "(" + distinct + ")"
 	}
 	fmt.Fprintf(&b, "SELECT %s, 'matched', (SELECT pg_catalog.count(DISTINCT %s) FROM %s WHERE (%s))",
-		quoteLiteral(root.name), distinct, g.from(root), g.cond)
+		rules.SQLLiteral(root.name), distinct, g.from(root), g.cond)
 	return b.String()
 }
 
@@ -370,14 +370,4 @@ func bareIdent(s string) bool {
 	}
 	res, err := pg.Scan(s)
 	return err == nil && len(res.Tokens) == 1 && res.Tokens[0].KeywordKind <= pg.KeywordKind_UNRESERVED_KEYWORD
-}
-
-// quoteLiteral quotes a string constant so that it reads the same whatever
-// standard_conforming_strings says.
-func quoteLiteral(s string) string {
-	s = strings.ReplaceAll(s, "'", "''")
-	if strings.Contains(s, `\`) {
-		return "E'" + strings.ReplaceAll(s, `\`, `\\`) + "'"
-	}
-	return "'" + s + "'"
 }

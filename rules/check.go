@@ -311,7 +311,7 @@ func (c *checker) checkAnonymize(key string, t *Table, rel *relation, s Strategy
 	// their links.
 	switch {
 	case t.Key.Has(a.name):
-		c.errorf(key, "%s is %s%s; keys are never anonymized", a.name, keyRole(t.Key), rel.constraintSuffix(t.Key))
+		c.errorf(key, "%s is %s%s; keys are never anonymized", a.name, t.Key.Role("table's key"), rel.constraintSuffix(t.Key))
 		return
 	case t.Parent != nil && t.Parent.Via.Has(a.name):
 		c.errorf(key, "%s is parent.via, the link to %s%s; keys are never anonymized", a.name, t.Parent.Table, rel.fkSuffix(a.num))
@@ -700,14 +700,6 @@ func columnsOf(table string, cols Columns) string {
 		return table + "." + cols[0]
 	}
 	return table + cols.Tuple()
-}
-
-// keyRole says what a column of key is, for messages.
-func keyRole(key Columns) string {
-	if len(key) == 1 {
-		return "the table's key"
-	}
-	return "part of the table's key " + key.Tuple()
 }
 
 // fkSuffix names the foreign keys num takes part in, for messages.

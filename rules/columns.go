@@ -65,5 +65,15 @@ func (c Columns) String() string {
 // (id, started_at).
 func (c Columns) Tuple() string { return "(" + strings.Join(c, ", ") + ")" }
 
+// Role says, for messages, what one of the columns is to the key they
+// make: "the <noun>" for a one-column key, "part of the <noun> (a, b)"
+// for a composite one.
+func (c Columns) Role(noun string) string {
+	if len(c) == 1 {
+		return "the " + noun
+	}
+	return "part of the " + noun + " " + c.Tuple()
+}
+
 // Has reports whether name is one of the columns.
 func (c Columns) Has(name string) bool { return slices.Contains(c, name) }

@@ -103,7 +103,7 @@ REVOKE ALL ON FUNCTION %[1]s() FROM PUBLIC;
 DROP TRIGGER IF EXISTS %[4]s ON %[5]s;
 CREATE TRIGGER %[4]s BEFORE UPDATE ON %[5]s FOR EACH ROW EXECUTE FUNCTION %[1]s();
 ALTER TABLE %[5]s ENABLE ALWAYS TRIGGER %[4]s`,
-		g.Function(), sqlLiteral(g.Body()), sqlLiteral(g.Describe()), trigger, table)
+		g.Function(), SQLLiteral(g.Body()), SQLLiteral(g.Describe()), trigger, table)
 }
 
 // keyText returns how the refusal names the row: a label for the key's
@@ -152,12 +152,12 @@ BEGIN
       HINT = 'pgveil guard protects anonymized rows from getting their personal data back';
   END IF;
   RETURN NEW;
-END`, set("OLD"), strings.Join(conds, "\n      OR "), sqlLiteral(msg), keyVal, sqlLiteral(g.Schema), sqlLiteral(g.Rel))
+END`, set("OLD"), strings.Join(conds, "\n      OR "), SQLLiteral(msg), keyVal, SQLLiteral(g.Schema), SQLLiteral(g.Rel))
 }
 
-// sqlLiteral quotes a string constant so that it reads the same whatever
+// SQLLiteral quotes a string constant so that it reads the same whatever
 // standard_conforming_strings says.
-func sqlLiteral(s string) string {
+func SQLLiteral(s string) string {
 	s = strings.ReplaceAll(s, "'", "''")
 	if strings.Contains(s, `\`) {
 		return "E'" + strings.ReplaceAll(s, `\`, `\\`) + "'"

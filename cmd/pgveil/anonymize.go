@@ -259,7 +259,7 @@ func keysStatement(table string, key rules.Columns) string {
 		cols = append(cols, q)
 		arrays = append(arrays, fmt.Sprintf("pg_catalog.unnest($%d::text[])", i+1))
 		us = append(us, fmt.Sprintf("c%d", i+1))
-		pairs = append(pairs, fmt.Sprintf("%s::text, u.c%d", quoteSQL(c), i+1))
+		pairs = append(pairs, fmt.Sprintf("%s::text, u.c%d", rules.SQLLiteral(c), i+1))
 		outs = append(outs, "r."+q)
 	}
 	return fmt.Sprintf("ANONYMIZE %s WHERE (%s) IN (SELECT %s FROM ROWS FROM (%s) AS u(%s), "+
@@ -267,9 +267,6 @@ func keysStatement(table string, key rules.Columns) string {
 		qt, strings.Join(cols, ", "), strings.Join(outs, ", "), strings.Join(arrays, ", "), strings.Join(us, ", "),
 		qt, strings.Join(pairs, ", "))
 }
-
-// quoteSQL quotes a string constant.
-func quoteSQL(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // findTable finds a table of the rules by its qualified name, or by its
 // name alone in the first schema of the search_path that declares it.
