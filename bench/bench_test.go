@@ -141,7 +141,7 @@ tps = 128.000000 (including reconnection times)
 	if got := targetsFor("simple", ts); len(got) != 2 || got[0].connect || got[1].name != "pgveil" {
 		t.Errorf("simple targets %v", got)
 	}
-	if got := strings.Join(modeArgs(connectMode), " "); got != "-M simple -C" {
+	if got := strings.Join(modeArgs(config{clients: 8, threads: 2}, connectMode), " "); got != "-S -M simple -C -c 8 -j 2 -T 0" {
 		t.Errorf("connect args %q", got)
 	}
 	up := &upstream{user: "postgres", login: scramLogin}

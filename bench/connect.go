@@ -110,15 +110,15 @@ func connectTargets(cfg config, bin string, session *bouncer.Bouncer, base []tar
 	if session == nil {
 		return out, nil
 	}
-	tx, err := startPgbouncer(cfg, bin, bouncer.Transaction, dir, up.addr, up, undo)
+	tx, err := startPgbouncer(cfg, bin, bouncer.Transaction, dir, up.addr, cfg.clients, up, undo)
 	if err != nil {
 		return nil, err
 	}
-	p, addr, err := startPgveil(cfg, "pgveil-pgbouncer", dir, tx.Addr, bouncer.Transaction, up, undo)
+	p, addr, err := startPgveil(cfg, "pgveil-pgbouncer", dir, tx.Addr, bouncer.Transaction, maskRules(cfg), up, undo)
 	if err != nil {
 		return nil, err
 	}
-	front, err := startPgbouncer(cfg, bin, bouncer.Transaction, dir, pgveilAddr, up, undo)
+	front, err := startPgbouncer(cfg, bin, bouncer.Transaction, dir, pgveilAddr, cfg.clients, up, undo)
 	if err != nil {
 		return nil, err
 	}
@@ -128,18 +128,12 @@ func connectTargets(cfg config, bin string, session *bouncer.Bouncer, base []tar
 }
 
 // targetsFor returns the targets measured in mode: the connect ones in
-// connect mode, the others in the query modes.
+// connect mode, the others in the query modes (those with only set in
+// that mode alone).
 func targetsFor(mode string, targets []target) []target {
-	return slices.DeleteFunc(slices.Clone(targets), func(t target) bool { return t.connect != (mode == connectMode) })
-}
-
-// modeArgs are pgbench's options for mode: connect mode is the simple
-// protocol with a new connection per transaction.
-func modeArgs(mode string) []string {
-	if mode == connectMode {
-		return []string{"-M", "simple", "-C"}
-	}
-	return []string{"-M", mode}
+	return slices.DeleteFunc(slices.Clone(targets), func(t target) bool {
+		return t.connect != (mode == connectMode) || t.only != "" && t.only != mode
+	})
 }
 
 // loginEnv is the environment pgbench needs to log in as t's role.

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -40,6 +41,12 @@ type config struct {
 	svgPath     string
 	extraConfig string
 	maskedUser  string
+	// manyClients are many mode's pgbench clients.
+	manyClients int
+	// bulkRows is the bulk section's table size; idleSessions how many
+	// sessions the idle section opens per target.
+	bulkRows     int
+	idleSessions int
 }
 
 func main() {
@@ -88,7 +95,12 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.threads, "threads", 2, "pgbench threads (-j)")
 	fs.IntVar(&c.seconds, "seconds", 5, "seconds per pgbench run (-T)")
 	fs.IntVar(&c.rounds, "rounds", 3, "rounds; the target order alternates between rounds")
-	fs.StringVar(&modes, "modes", "simple,extended,connect", "comma-separated pgbench query modes (-M), and connect: connections per second (-C)")
+	fs.StringVar(&modes, "modes", defaultModes, "comma-separated sections: pgbench -S query modes (simple, extended, prepared), "+
+		"rw (pgbench's read-write script), many (-S with --many-clients), connect (connections per second, -C), "+
+		"bulk (one client reads --bulk-rows rows), idle (proxy memory per idle session)")
+	fs.IntVar(&c.manyClients, "many-clients", 200, "pgbench clients in many mode")
+	fs.IntVar(&c.bulkRows, "bulk-rows", 1000000, "rows of the bulk read's table (about 200 bytes each)")
+	fs.IntVar(&c.idleSessions, "idle-sessions", 1000, "idle sessions the idle section opens through each relay")
 	fs.StringVar(&c.jsonPath, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&c.svgPath, "svg", "docs/bench.svg", "also write a bar chart of TPS and p99 latency as SVG to this file (\"\" for none)")
 	fs.StringVar(&c.extraConfig, "extra-config", "", "YAML file appended to the generated pgveil config")
@@ -102,15 +114,16 @@ func parseFlags(args []string) (config, error) {
 
 // validate rejects flag values pgbench would choke on.
 func (c config) validate() error {
-	if c.clients < 1 || c.threads < 1 || c.seconds < 1 || c.rounds < 1 || c.scale < 1 {
-		return errors.New("--clients, --threads, --seconds, --rounds and --scale must be at least 1")
+	if c.clients < 1 || c.threads < 1 || c.seconds < 1 || c.rounds < 1 || c.scale < 1 ||
+		c.manyClients < 1 || c.bulkRows < 1 || c.idleSessions < 1 {
+		return errors.New("--clients, --threads, --seconds, --rounds, --scale, --many-clients, --bulk-rows and --idle-sessions must be at least 1")
 	}
 	if len(c.modes) == 0 {
 		return errors.New("--modes is empty")
 	}
 	for _, m := range c.modes {
-		if m != "simple" && m != "extended" && m != "prepared" && m != connectMode {
-			return fmt.Errorf("--modes: unknown pgbench mode %q", m)
+		if !isSection(m) {
+			return fmt.Errorf("--modes: unknown section %q (want some of %s, or prepared)", m, defaultModes)
 		}
 	}
 	return nil
@@ -149,6 +162,16 @@ func bench(ctx context.Context, cfg config, undo *cleanups) error {
 		return err
 	}
 	rep := newReport(cfg, up, targets, runs, skipped)
+	if slices.Contains(cfg.modes, bulkSection) {
+		if rep.Bulk, err = benchBulk(ctx, cfg, up, targets); err != nil {
+			return err
+		}
+	}
+	if slices.Contains(cfg.modes, idleSection) {
+		if rep.Idle, err = benchIdle(ctx, cfg, up, dir); err != nil {
+			return err
+		}
+	}
 	if cfg.anonRows > 0 {
 		if rep.Anonymize, err = benchAnonymize(ctx, cfg, up); err != nil {
 			return err

@@ -28,6 +28,9 @@ type result struct {
 	Txns        int64    `json:"transactions"`
 	Failed      int64    `json:"failed_transactions"`
 	CPUUsPerTxn *float64 `json:"cpu_us_per_txn"` // nil when there is no relay
+	// Refused is pgveil's error when it refused a statement of the
+	// script (the run then has no figures).
+	Refused string `json:"refused,omitempty"`
 }
 
 // runRounds measures every (mode, target) once per round. Rounds 2, 4, ... run
@@ -35,14 +38,14 @@ type result struct {
 func runRounds(ctx context.Context, cfg config, up *upstream, targets []target, dir string) ([]result, error) {
 	var runs []result
 	for round := 1; round <= cfg.rounds; round++ {
-		for _, mode := range cfg.modes {
+		for _, mode := range pgbenchModesOf(cfg.modes) {
 			for _, t := range roundOrder(targetsFor(mode, targets), round) {
 				r, err := measure(ctx, cfg, up, t, mode, dir)
 				if err != nil {
 					return nil, fmt.Errorf("round %d, %s, %s: %w", round, mode, t.name, err)
 				}
 				r.Round = round
-				slog.Info("measured", "round", round, "mode", mode, "target", t.name,
+				slog.Info("measured", "refused", r.Refused != "", "round", round, "mode", mode, "target", t.name,
 					"tps", math.Round(r.TPS), "p99_ms", r.P99Ms)
 				runs = append(runs, r)
 			}
@@ -72,6 +75,10 @@ func measure(ctx context.Context, cfg config, up *upstream, t target, mode, dir 
 		return result{}, err
 	}
 	out, err := runPgbenchCmd(ctx, up.pgbench, pgbenchArgs(cfg, up, t, mode, logDir), loginEnv(up, t)...)
+	if msg := refusal(string(out)); err != nil && msg != "" {
+		slog.Warn("pgveil refused the script", "mode", mode, "target", t.name, "error", msg)
+		return result{Mode: mode, Target: t.name, Refused: msg}, nil
+	}
 	if err != nil {
 		return result{}, fmt.Errorf("pgbench: %w\n%s", err, out)
 	}
@@ -94,15 +101,26 @@ func measure(ctx context.Context, cfg config, up *upstream, t target, mode, dir 
 	return r, nil
 }
 
-// pgbenchArgs is a select-only run without vacuum that logs every
+// pgbenchArgs is a run of mode's script without vacuum that logs every
 // transaction into logDir.
 func pgbenchArgs(cfg config, up *upstream, t target, mode, logDir string) []string {
-	args := append(connArgs(t.addr, t.user), "-S", "-n")
-	return append(append(args, modeArgs(mode)...),
-		"-c", strconv.Itoa(cfg.clients), "-j", strconv.Itoa(cfg.threads),
-		"-T", strconv.Itoa(cfg.seconds),
-		"-l", "--log-prefix", filepath.Join(logDir, "tx"),
+	args := append(append(connArgs(t.addr, t.user), "-n"), modeArgs(cfg, mode)...)
+	return append(args, "-l", "--log-prefix", filepath.Join(logDir, "tx"),
 		up.db)
+}
+
+// refusedRE is the line of a pgbench client that pgveil's error aborted:
+// which command of the script, and the error.
+var refusedRE = regexp.MustCompile(`(?m)aborted in (command \d+) query \d+: ERROR:  (pgveil: .*)$`)
+
+// refusal is pgveil's error in out when it aborted pgbench's clients
+// ("in command N: pgveil: ..."), else "".
+func refusal(out string) string {
+	m := refusedRE.FindStringSubmatch(out)
+	if m == nil {
+		return ""
+	}
+	return "in " + m[1] + ": " + m[2]
 }
 
 var (

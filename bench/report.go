@@ -20,6 +20,9 @@ type report struct {
 	Settings settings `json:"settings"`
 	Skipped  []string `json:"skipped,omitempty"`
 	Rows     []row    `json:"results"`
+	// Bulk and Idle are the bulk and idle sections, when they ran.
+	Bulk []bulkRow `json:"bulk,omitempty"`
+	Idle []idleRow `json:"idle,omitempty"`
 	// Anonymize is the ANONYMIZE benchmark, when it ran.
 	Anonymize *anonResult `json:"anonymize,omitempty"`
 }
@@ -40,6 +43,11 @@ type settings struct {
 	Rounds  int      `json:"rounds"`
 	Scale   int      `json:"scale"`
 	Modes   []string `json:"modes"`
+	// ManyClients are many mode's clients; BulkRows and IdleSessions
+	// the sizes of the bulk and idle sections.
+	ManyClients  int `json:"many_clients"`
+	BulkRows     int `json:"bulk_rows"`
+	IdleSessions int `json:"idle_sessions"`
 	// Login is the role connect mode logs in as; LoginAuth says how.
 	Login     string `json:"connect_login,omitempty"`
 	LoginAuth string `json:"connect_login_auth,omitempty"`
@@ -55,7 +63,10 @@ type row struct {
 	CPUUsPerTxn    *float64 `json:"cpu_us_per_txn"`
 	TPSVsPgbouncer *float64 `json:"tps_vs_pgbouncer"`
 	CPUVsPgbouncer *float64 `json:"cpu_vs_pgbouncer"`
-	Runs           []result `json:"runs"`
+	// Refused is pgveil's error when it refused the script; the row then
+	// has no figures.
+	Refused string   `json:"refused,omitempty"`
+	Runs    []result `json:"runs"`
 }
 
 // newReport summarises the runs into one row per (mode, target).
@@ -64,11 +75,12 @@ func newReport(cfg config, up *upstream, targets []target, runs []result, skippe
 		Machine: machine{CPUs: runtime.NumCPU(), CPUModel: cpuModel(),
 			PostgreSQL: up.version, ClockTicks: clockTicks()},
 		Settings: settings{Clients: cfg.clients, Threads: cfg.threads, Seconds: cfg.seconds,
-			Rounds: cfg.rounds, Scale: cfg.scale, Modes: cfg.modes, Login: up.login.name, LoginAuth: up.login.auth()},
+			Rounds: cfg.rounds, Scale: cfg.scale, Modes: cfg.modes, Login: up.login.name, LoginAuth: up.login.auth(),
+			ManyClients: cfg.manyClients, BulkRows: cfg.bulkRows, IdleSessions: cfg.idleSessions},
 		Skipped: skipped,
 		Date:    time.Now().UTC().Format(time.DateOnly),
 	}
-	for _, mode := range cfg.modes {
+	for _, mode := range pgbenchModesOf(cfg.modes) {
 		var rows []row
 		for _, t := range targetsFor(mode, targets) {
 			rows = append(rows, summarise(mode, t.name, runs))
@@ -87,6 +99,10 @@ func summarise(mode, name string, runs []result) row {
 			continue
 		}
 		r.Runs = append(r.Runs, x)
+		if x.Refused != "" {
+			r.Refused = x.Refused
+			continue
+		}
 		tps, avg, p99 = append(tps, x.TPS), append(avg, x.AvgMs), append(p99, x.P99Ms)
 		if x.CPUUsPerTxn != nil {
 			cpu = append(cpu, *x.CPUUsPerTxn)
@@ -142,8 +158,11 @@ func median(values []float64) float64 {
 func (rep report) print(w io.Writer) {
 	m, s := rep.Machine, rep.Settings
 	fmt.Fprintf(w, "\nmachine: %d CPUs, %s, PostgreSQL %s\n", m.CPUs, m.CPUModel, m.PostgreSQL)
-	fmt.Fprintf(w, "workload: pgbench -S, scale %d, %d clients, %d threads, %d s per run; median of %d rounds\n",
-		s.Scale, s.Clients, s.Threads, s.Seconds, s.Rounds)
+	fmt.Fprintf(w, "workload: pgbench, scale %d, %d threads, %d s per run; median of %d rounds, the target order alternating\n",
+		s.Scale, s.Threads, s.Seconds, s.Rounds)
+	for _, note := range modeNotes(s) {
+		fmt.Fprintf(w, "  %s\n", note)
+	}
 	fmt.Fprintf(w, "relay CPU: utime+stime of the relay process from /proc (%d ticks/s) per transaction\n", m.ClockTicks)
 	if slices.Contains(s.Modes, connectMode) {
 		fmt.Fprintf(w, "connect: pgbench -S -C, a new connection per transaction (TPS = connections/s) as %s (%s);\n"+
@@ -157,10 +176,21 @@ func (rep report) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "mode\ttarget\tTPS\tavg ms\tp99 ms\tCPU µs/txn\tTPS vs pgbouncer\tCPU vs pgbouncer")
 	for _, r := range rep.Rows {
+		if r.Refused != "" {
+			fmt.Fprintf(tw, "%s\t%s\trefused\t-\t-\t-\t-\t-\n", r.Mode, r.Target)
+			continue
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.3f\t%.3f\t%s\t%s\t%s\n", r.Mode, r.Target, r.TPS, r.AvgMs, r.P99Ms,
 			orDash(r.CPUUsPerTxn, "%.1f"), orDash(r.TPSVsPgbouncer, "%.2fx"), orDash(r.CPUVsPgbouncer, "%.2fx"))
 	}
 	_ = tw.Flush()
+	for _, r := range rep.Rows {
+		if r.Refused != "" {
+			fmt.Fprintf(w, "%s %s: pgveil refused the script %s\n", r.Mode, r.Target, r.Refused)
+		}
+	}
+	printBulk(w, rep.Bulk, s.Rounds)
+	printIdle(w, rep.Idle)
 	if rep.Anonymize != nil {
 		rep.Anonymize.print(w)
 	}

@@ -31,6 +31,8 @@ type target struct {
 	// connect marks a connection-rate target, measured in connect mode
 	// only (and the others in the query modes only).
 	connect bool
+	// only, when set, is the one mode the target is measured in.
+	only string
 }
 
 // startTargets starts the relays and returns the targets in their base
@@ -47,18 +49,25 @@ func startTargets(cfg config, up *upstream, dir string, undo *cleanups) ([]targe
 	}
 	var session *bouncer.Bouncer
 	if bouncerBin != "" {
-		if session, err = startPgbouncer(cfg, bouncerBin, bouncer.Session, dir, up.addr, up, undo); err != nil {
+		if session, err = startPgbouncer(cfg, bouncerBin, bouncer.Session, dir, up.addr, max(cfg.clients, cfg.manyClients), up, undo); err != nil {
 			return nil, nil, err
 		}
 		targets = append(targets, target{name: "pgbouncer", addr: session.Addr, user: up.user, pid: session.Pid})
 	}
-	p, addr, err := startPgveil(cfg, "pgveil", dir, up.addr, bouncer.Session, up, undo)
+	p, addr, err := startPgveil(cfg, "pgveil", dir, up.addr, bouncer.Session, maskRules(cfg), up, undo)
 	if err != nil {
 		return nil, nil, err
 	}
 	targets = append(targets, target{name: "pgveil", addr: addr, user: up.user, pid: p.Pid})
 	if cfg.maskedUser != "" {
 		targets = append(targets, target{name: "pgveil-masked", addr: addr, user: cfg.maskedUser, pid: p.Pid})
+	}
+	if cfg.maskedUser != "" && slices.Contains(cfg.modes, rwMode) {
+		f, err := fillerTarget(cfg, dir, up, undo)
+		if err != nil {
+			return nil, nil, err
+		}
+		targets = append(targets, f)
 	}
 	if !slices.Contains(cfg.modes, connectMode) {
 		return targets, skipped, nil
@@ -68,10 +77,11 @@ func startTargets(cfg config, up *upstream, dir string, undo *cleanups) ([]targe
 }
 
 // startPgbouncer runs PgBouncer in the given pool mode in front of
-// server (up, or a pgveil in front of it), for the bench's roles. Clients
-// log in as PostgreSQL asks: the login role (connect mode) with SCRAM,
-// every other with trust.
-func startPgbouncer(cfg config, bin, mode, dir, server string, up *upstream, undo *cleanups) (*bouncer.Bouncer, error) {
+// server (up, or a pgveil in front of it), for the bench's roles, with
+// room for clients at once (and as many server connections: session mode
+// holds one per client). Clients log in as PostgreSQL asks: the login
+// role (connect mode) with SCRAM, every other with trust.
+func startPgbouncer(cfg config, bin, mode, dir, server string, clients int, up *upstream, undo *cleanups) (*bouncer.Bouncer, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -84,7 +94,8 @@ func startPgbouncer(cfg config, bin, mode, dir, server string, up *upstream, und
 		users = append(users, bouncer.User{Name: up.login.name, Password: up.login.authFile()})
 	}
 	c := bouncer.Config{Bin: bin, Listen: addr, PoolMode: mode, Users: users,
-		Databases: []bouncer.Database{{Name: "*", Addr: server}}, HBA: up.login.hba()}
+		Databases: []bouncer.Database{{Name: "*", Addr: server}}, HBA: up.login.hba(),
+		MaxClients: max(clients+50, 1000), PoolSize: max(clients, 200)}
 	slog.Info("starting pgbouncer", "pool_mode", mode, "addr", addr)
 	b, err := bouncer.Start(c, dir)
 	if err != nil {
@@ -101,9 +112,10 @@ func startPgbouncer(cfg config, bin, mode, dir, server string, up *upstream, und
 	return b, nil
 }
 
-// startPgveil runs the pgveil binary with a generated config, to which the
-// --extra-config file is appended.
-func startPgveil(cfg config, name, dir, upstreamAddr, poolMode string, up *upstream, undo *cleanups) (*pgtest.Process, string, error) {
+// startPgveil runs the pgveil binary with a generated config (tables: its
+// masking rules, see pgveilConfig), to which the --extra-config file is
+// appended.
+func startPgveil(cfg config, name, dir, upstreamAddr, poolMode, tables string, up *upstream, undo *cleanups) (*pgtest.Process, string, error) {
 	bin, err := filepath.Abs(cfg.pgveil)
 	if err == nil {
 		_, err = os.Stat(bin)
@@ -115,7 +127,7 @@ func startPgveil(cfg config, name, dir, upstreamAddr, poolMode string, up *upstr
 	if err != nil {
 		return nil, "", err
 	}
-	conf, err := pgveilConfig(addr, upstreamAddr, poolMode, up, cfg)
+	conf, err := pgveilConfig(addr, upstreamAddr, poolMode, tables, up, cfg)
 	if err != nil {
 		return nil, "", err
 	}
@@ -130,15 +142,15 @@ func startPgveil(cfg config, name, dir, upstreamAddr, poolMode string, up *upstr
 }
 
 // pgveilConfig is the generated YAML: listen and upstream, the masking
-// rules when a masked role is measured (pgbench -S's result column,
-// abalance, is masked), then the extra file's content (which must not set
-// those keys again). The catalog reads (admin_dsn) go straight to up;
-// poolMode is the upstream's (transaction for a PgBouncer in that mode).
-func pgveilConfig(listen, upstreamAddr, poolMode string, up *upstream, cfg config) (string, error) {
+// rules (tables, the entries under tables:) when a masked role is
+// measured, then the extra file's content (which must not set those keys
+// again). The catalog reads (admin_dsn) go straight to up; poolMode is
+// the upstream's (transaction for a PgBouncer in that mode).
+func pgveilConfig(listen, upstreamAddr, poolMode, tables string, up *upstream, cfg config) (string, error) {
 	conf := fmt.Sprintf("listen: %s\nupstream: %s\nupstream_pool_mode: %s\n", listen, upstreamAddr, poolMode)
 	if cfg.maskedUser != "" && cfg.extraConfig == "" {
-		conf += fmt.Sprintf("admin_dsn: %s\nroles:\n  unmasked: [%s]\ntables:\n  public.pgbench_accounts:\n"+
-			"    key: aid\n    columns:\n      abalance: {mask: redact}\n", dsn(up.addr, up.user, up.db), up.unmasked())
+		conf += fmt.Sprintf("admin_dsn: %s\nroles:\n  unmasked: [%s]\ntables:\n%s",
+			dsn(up.addr, up.user, up.db), up.unmasked(), tables)
 	}
 	if cfg.extraConfig == "" {
 		return conf, nil
@@ -148,6 +160,34 @@ func pgveilConfig(listen, upstreamAddr, poolMode string, up *upstream, cfg confi
 		return "", fmt.Errorf("--extra-config: %w", err)
 	}
 	return conf + string(extra) + "\n", nil
+}
+
+// maskRules are the masking rules of the pgveil targets: pgbench -S's
+// result column, abalance, and the bulk table's email (bulk.go) when the
+// bulk section runs.
+func maskRules(cfg config) string {
+	r := "  public.pgbench_accounts:\n    key: aid\n    columns:\n      abalance: {mask: redact}\n"
+	if slices.Contains(cfg.modes, bulkSection) {
+		r += "  " + bulkTable + ":\n    key: id\n    columns:\n      email: {mask: email}\n"
+	}
+	return r
+}
+
+// fillerRules mask a column pgbench's read-write script never reads
+// (pgbench_accounts.filler) for the pgveil-filler target. The script
+// computes abalance + :delta, which the policy refuses for a masked role
+// when abalance is PII; through pgveil-filler the masked role runs the
+// script, every statement analysed, with no masked column in its result.
+const fillerRules = "  public.pgbench_accounts:\n    key: aid\n    columns:\n      filler: {mask: redact}\n"
+
+// fillerTarget starts the pgveil of the pgveil-filler target, measured
+// in rw mode only.
+func fillerTarget(cfg config, dir string, up *upstream, undo *cleanups) (target, error) {
+	p, addr, err := startPgveil(cfg, "pgveil-filler", dir, up.addr, bouncer.Session, fillerRules, up, undo)
+	if err != nil {
+		return target{}, err
+	}
+	return target{name: "pgveil-filler", addr: addr, user: cfg.maskedUser, pid: p.Pid, only: rwMode}, nil
 }
 
 // startRelay starts cmd with its output in logPath, registers its shutdown

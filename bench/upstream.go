@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
@@ -34,7 +35,8 @@ func setupUpstream(ctx context.Context, cfg config, undo *cleanups) (*upstream, 
 		return newUpstream(cfg.upstream, cfg.user, cfg.db, binDir)
 	}
 	slog.Info("starting throwaway PostgreSQL")
-	c, err := pgtest.Start(pgtest.Options{HBA: scramLogin.hba()[:1]})
+	c, err := pgtest.Start(pgtest.Options{HBA: scramLogin.hba()[:1],
+		Settings: map[string]string{"max_connections": strconv.Itoa(maxConnections(cfg))}})
 	if err != nil {
 		return nil, err
 	}
@@ -48,6 +50,15 @@ func setupUpstream(ctx context.Context, cfg config, undo *cleanups) (*upstream, 
 		up.login = scramLogin
 	}
 	return up, err
+}
+
+// maxConnections is the throwaway server's max_connections. At the idle
+// section's peak the server holds a backend per idle session (PgBouncer
+// in session mode, or pgveil, which does not pool), beside the session
+// PgBouncer's pool from the query modes (up to --many-clients server
+// connections it keeps), the connect mode's pools and the catalog reads.
+func maxConnections(cfg config) int {
+	return max(cfg.idleSessions, cfg.manyClients, cfg.clients) + max(cfg.manyClients, cfg.clients) + 100
 }
 
 // newUpstream checks addr and finds pgbench, preferring the one beside the
@@ -93,10 +104,18 @@ func prepareData(ctx context.Context, cfg config, up *upstream) error {
 	if err := up.login.create(ctx, conn); err != nil {
 		return err
 	}
-	if cfg.maskedUser == "" {
+	if cfg.maskedUser != "" {
+		if err := createReadRole(ctx, conn, cfg.maskedUser); err != nil {
+			return err
+		}
+		if err := grantWrites(ctx, conn, cfg.maskedUser); err != nil {
+			return err
+		}
+	}
+	if !slices.Contains(cfg.modes, bulkSection) {
 		return nil
 	}
-	return createReadRole(ctx, conn, cfg.maskedUser)
+	return loadBulk(ctx, cfg, conn)
 }
 
 // createReadRole makes a login role that may read the pgbench tables.
@@ -117,6 +136,16 @@ func createReadRole(ctx context.Context, conn *pgx.Conn, name string) error {
 	grant := "GRANT SELECT ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO " + role
 	if _, err := conn.Exec(ctx, grant); err != nil {
 		return fmt.Errorf("grant to %s: %w", name, err)
+	}
+	return nil
+}
+
+// grantWrites lets name run pgbench's read-write script (rw mode).
+func grantWrites(ctx context.Context, conn *pgx.Conn, name string) error {
+	grant := "GRANT UPDATE ON pgbench_accounts, pgbench_branches, pgbench_tellers TO " + pgx.Identifier{name}.Sanitize() +
+		"; GRANT INSERT ON pgbench_history TO " + pgx.Identifier{name}.Sanitize()
+	if _, err := conn.Exec(ctx, grant); err != nil {
+		return fmt.Errorf("grant writes to %s: %w", name, err)
 	}
 	return nil
 }

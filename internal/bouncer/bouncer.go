@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -69,6 +70,10 @@ type Config struct {
 	// (auth_type = hba), e.g. "host all all 127.0.0.1/32 trust"; without
 	// it every client is trusted (auth_type = trust).
 	HBA []string
+	// MaxClients and PoolSize are max_client_conn and default_pool_size;
+	// 0 for 1000 and 200. In session mode every client holds a server
+	// connection of the pool while it is logged in and has sent a query.
+	MaxClients, PoolSize int
 }
 
 // User is one line of the auth file. PgBouncer checks a client's password
@@ -89,8 +94,8 @@ func (c Config) Ini(dir string) string {
 		"unix_socket_dir =",
 		"auth_file = "+filepath.Join(dir, "userlist.txt"),
 		"pool_mode = "+or(c.PoolMode, Session),
-		"max_client_conn = 1000",
-		"default_pool_size = 200",
+		"max_client_conn = "+strconv.Itoa(orInt(c.MaxClients, 1000)),
+		"default_pool_size = "+strconv.Itoa(orInt(c.PoolSize, 200)),
 		// JDBC and pgbench send it; PgBouncer refuses unknown startup
 		// parameters unless told to ignore them.
 		"ignore_startup_parameters = extra_float_digits",
@@ -122,6 +127,13 @@ func or(s, def string) string {
 		return def
 	}
 	return s
+}
+
+func orInt(n, def int) int {
+	if n == 0 {
+		return def
+	}
+	return n
 }
 
 // files are the files Start writes into dir, by name.
