@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgveil/pgveil/internal/pgtest"
+)
+
+func TestModeArgs(t *testing.T) {
+	cfg := config{clients: 8, threads: 2, seconds: 5, manyClients: 200}
+	for mode, want := range map[string]string{
+		"simple":    "-S -M simple -c 8 -j 2 -T 5",
+		"extended":  "-S -M extended -c 8 -j 2 -T 5",
+		rwMode:      "-b tpcb-like -M extended -c 8 -j 2 -T 5",
+		manyMode:    "-S -M simple -c 200 -j 2 -T 13",
+		connectMode: "-S -M simple -C -c 8 -j 2 -T 5",
+	} {
+		if got := strings.Join(modeArgs(cfg, mode), " "); got != want {
+			t.Errorf("%s: args %q, want %q", mode, got, want)
+		}
+	}
+	if got := pgbenchModesOf([]string{"simple", bulkSection, rwMode, idleSection, connectMode}); strings.Join(got, ",") != "simple,rw,connect" {
+		t.Errorf("pgbench modes %v", got)
+	}
+}
+
+func TestParseFlagsSections(t *testing.T) {
+	cfg, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.modes, ","); got != "simple,extended,rw,many,connect,bulk,idle" {
+		t.Errorf("default sections %q", got)
+	}
+	if cfg.manyClients != 200 || cfg.bulkRows != 1000000 || cfg.idleSessions != 1000 {
+		t.Errorf("defaults %+v", cfg)
+	}
+	if _, err := parseFlags([]string{"--modes", "simple,bulky"}); err == nil || !strings.Contains(err.Error(), `"bulky"`) {
+		t.Errorf("unknown section: %v", err)
+	}
+	if _, err := parseFlags([]string{"--idle-sessions", "0"}); err == nil || !strings.Contains(err.Error(), "--idle-sessions") {
+		t.Errorf("--idle-sessions 0: %v", err)
+	}
+	if got := maxConnections(cfg); got < cfg.idleSessions+cfg.manyClients {
+		t.Errorf("max_connections %d cannot hold %d idle sessions beside a pool of %d", got, cfg.idleSessions, cfg.manyClients)
+	}
+}
+
+func TestRefusal(t *testing.T) {
+	out := `pgbench (15.18 (Debian 15.18-0+deb12u1))
+pgbench: error: client 5 script 0 aborted in command 5 query 0: ERROR:  pgveil: column pgbench_accounts.abalance is PII; the operator + on it is not allowed for role pgveil_masked
+pgbench: error: client 7 script 0 aborted in command 5 query 0: ERROR:  pgveil: column pgbench_accounts.abalance is PII; the operator + on it is not allowed for role pgveil_masked
+number of transactions actually processed: 0
+pgbench: error: Run was aborted; the above results are incomplete.
+`
+	want := "in command 5: pgveil: column pgbench_accounts.abalance is PII; the operator + on it is not allowed for role pgveil_masked"
+	if got := refusal(out); got != want {
+		t.Errorf("refusal %q, want %q", got, want)
+	}
+	// A server error is not a refusal: the bench fails on it.
+	if got := refusal("client 0 script 0 aborted in command 5 query 0: ERROR:  deadlock detected\n"); got != "" {
+		t.Errorf("server error taken for a refusal: %q", got)
+	}
+	r := summarise(rwMode, "pgveil-masked", []result{{Mode: rwMode, Target: "pgveil-masked", Refused: want}, {Mode: rwMode, Target: "pgveil", TPS: 100}})
+	if r.Refused != want || r.TPS != 0 || len(r.Runs) != 1 {
+		t.Errorf("summary of a refused target %+v", r)
+	}
+}
+
+func TestParseVmRSS(t *testing.T) {
+	got, err := parseVmRSS("Name:\tpgveil\nVmPeak:\t  999 kB\nVmRSS:\t   20124 kB\nThreads:\t5\n")
+	if err != nil || got != 20124 {
+		t.Errorf("parseVmRSS = %d, %v; want 20124", got, err)
+	}
+	if _, err := parseVmRSS("Name:\tkthread\n"); err == nil {
+		t.Error("a status without VmRSS parsed")
+	}
+	if own, err := rssKiB(os.Getpid()); err != nil || own <= 0 {
+		t.Errorf("own VmRSS %d, %v", own, err)
+	}
+}
+
+func TestBulkRatios(t *testing.T) {
+	rows := bulkRatios([]bulkRow{
+		{Target: "direct", Bytes: 200e6, Runs: []float64{2.2, 2.0, 1.9}},
+		{Target: "pgveil-masked", Bytes: 210e6, Runs: []float64{2.1, 2.0, 3.0}},
+	})
+	if rows[0].Seconds != 2.0 || rows[0].MBps != 100 || *rows[0].VsDirect != 1 {
+		t.Errorf("direct %+v", rows[0])
+	}
+	if rows[1].Seconds != 2.1 || rows[1].MBps != 100 || *rows[1].VsDirect != 1.05 {
+		t.Errorf("masked %+v (vs direct %v)", rows[1], *rows[1].VsDirect)
+	}
+	if !isRawEmail([]byte("42"), []byte("person42@example.com")) || isRawEmail([]byte("42"), []byte("p***@example.com")) {
+		t.Error("isRawEmail")
+	}
+	if got := rowsLabel(1000000); got != "1,000,000" {
+		t.Errorf("rowsLabel %q", got)
+	}
+}
+
+func TestPrintSections(t *testing.T) {
+	rep := fixedReport()
+	var buf bytes.Buffer
+	rep.print(&buf)
+	out := buf.String()
+	for _, want := range []string{
+		"rw: pgbench's default read-write script (TPC-B-like: 3 UPDATEs, a SELECT, an INSERT) -M extended, 8 clients",
+		"rw pgveil-masked: pgveil refused the script in command 5: pgveil: column pgbench_accounts.abalance is PII",
+		"bulk  pgveil-masked", "idle  pgveil", "27.8", "at most 64 KiB per session", "at most 1.05x direct",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestBulkAndIdle loads a small bulk table into a throwaway PostgreSQL and
+// reads it directly, and measures this process's memory with idle
+// sessions open to it (the "relay" is the test process, which holds the
+// client ends).
+func TestBulkAndIdle(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Stop() }()
+	cfg := config{scale: 1, db: "postgres", bulkRows: 2000, idleSessions: 20, modes: []string{bulkSection}}
+	up, err := newUpstream(c.Addr(), "postgres", cfg.db, c.BinDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := prepareData(ctx, cfg, up); err != nil {
+		t.Fatal(err)
+	}
+	direct := target{name: "direct", addr: up.addr, user: up.user}
+	r, err := readBulk(ctx, cfg, up, direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// About 215 bytes a row on the wire.
+	if r.Rows != 2000 || r.Bytes < 2000*190 || r.Bytes > 2000*240 || r.Seconds <= 0 {
+		t.Errorf("bulk read %+v", r)
+	}
+	// The masked check fails on raw emails: direct read as if masked.
+	cfg.maskedUser = up.user
+	if _, err := readBulk(ctx, cfg, up, direct); err == nil || !strings.Contains(err.Error(), "raw for the masked role") {
+		t.Errorf("raw emails read as masked: %v", err)
+	}
+	self := idleRelay{name: "self", user: up.user, start: func(*cleanups) (string, func() int, error) { return up.addr, os.Getpid, nil }}
+	var undo cleanups
+	row, err := measureIdle(ctx, cfg, up, self, &undo)
+	undo.run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.Sessions != 20 || row.BeforeKiB <= 0 || row.AfterKiB <= 0 {
+		t.Errorf("idle row %+v", row)
+	}
+}
