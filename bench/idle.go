@@ -18,12 +18,14 @@ import (
 
 // The idle section: the relay's memory per idle session. A fresh relay is
 // started for each measurement, so that sessions cannot reuse memory the
-// earlier sections' load left free in the process. One session runs
-// idleQuery and closes (the relay has then served a query), VmRSS is
-// read, --idle-sessions sessions log in, each runs idleQuery once and
-// stays open, and VmRSS is read again. PgBouncer runs in session mode
-// with a pool as large as the sessions (each holds a server connection
-// after its query); every pgveil session has its own server backend.
+// earlier sections' load left free in the process. One session of each
+// role runs idleQuery and closes (the relay has then served a query),
+// VmRSS is read; then each batch of sessions logs in, each session runs
+// idleQuery once and stays open, and VmRSS is read after each batch.
+// PgBouncer gets --idle-sessions sessions in one batch, in session mode
+// with a pool as large (each holds a server connection after its query);
+// one pgveil gets half of them unmasked, then half masked, every session
+// with its own server backend.
 
 // idleQuery is what every idle session runs once: for the masked role a
 // masked result.
@@ -41,12 +43,19 @@ type idleRow struct {
 	KiBPerSession float64 `json:"kib_per_session"`
 }
 
-// idleRelay is one relay to measure: how to start it, and as whom the
-// sessions log in.
+// idleRelay is one relay to measure: how to start it, and its batches of
+// sessions.
 type idleRelay struct {
-	name  string
-	user  string
-	start func(undo *cleanups) (addr string, pid func() int, err error)
+	name    string
+	batches []idleBatch
+	start   func(undo *cleanups) (addr string, pid func() int, err error)
+}
+
+// idleBatch is sessions sessions logging in as user, reported as a row
+// named target.
+type idleBatch struct {
+	target, user string
+	sessions     int
 }
 
 // benchIdle measures PgBouncer (when installed), pgveil and pgveil for
@@ -56,13 +65,15 @@ func benchIdle(ctx context.Context, cfg config, up *upstream, dir string) ([]idl
 	var rows []idleRow
 	for _, relay := range idleRelays(cfg, up, dir) {
 		var local cleanups
-		r, err := measureIdle(ctx, cfg, up, relay, &local)
+		r, err := measureIdle(ctx, up, relay, &local)
 		local.run()
 		if err != nil {
 			return nil, fmt.Errorf("idle sessions through %s: %w", relay.name, err)
 		}
-		slog.Info("idle sessions", "target", r.Target, "kib_per_session", r.KiBPerSession)
-		rows = append(rows, r)
+		for _, x := range r {
+			slog.Info("idle sessions", "target", x.Target, "kib_per_session", x.KiBPerSession)
+		}
+		rows = append(rows, r...)
 	}
 	return rows, nil
 }
@@ -71,7 +82,8 @@ func benchIdle(ctx context.Context, cfg config, up *upstream, dir string) ([]idl
 func idleRelays(cfg config, up *upstream, dir string) []idleRelay {
 	var relays []idleRelay
 	if bin, err := bouncer.Find(cfg.pgbouncer); err == nil {
-		relays = append(relays, idleRelay{name: "pgbouncer", user: up.user, start: func(undo *cleanups) (string, func() int, error) {
+		batch := idleBatch{target: "pgbouncer", user: up.user, sessions: cfg.idleSessions}
+		relays = append(relays, idleRelay{name: "pgbouncer", batches: []idleBatch{batch}, start: func(undo *cleanups) (string, func() int, error) {
 			b, err := startPgbouncer(cfg, bin, bouncer.Session, dir, up.addr, cfg.idleSessions+1, up, undo)
 			if err != nil {
 				return "", nil, err
@@ -79,49 +91,56 @@ func idleRelays(cfg config, up *upstream, dir string) []idleRelay {
 			return b.Addr, b.Pid, nil
 		}})
 	}
-	pgveil := func(name string) func(undo *cleanups) (string, func() int, error) {
-		return func(undo *cleanups) (string, func() int, error) {
-			p, addr, err := startPgveil(cfg, "idle-"+name, dir, up.addr, bouncer.Session, maskRules(cfg), up, undo)
-			if err != nil {
-				return "", nil, err
-			}
-			return addr, p.Pid, nil
+	pgveil := idleRelay{name: "pgveil", start: func(undo *cleanups) (string, func() int, error) {
+		p, addr, err := startPgveil(cfg, "idle-pgveil", dir, up.addr, bouncer.Session, maskRules(cfg), up, undo)
+		if err != nil {
+			return "", nil, err
 		}
-	}
-	relays = append(relays, idleRelay{name: "pgveil", user: up.user, start: pgveil("pgveil")})
+		return addr, p.Pid, nil
+	}}
+	pgveil.batches = []idleBatch{{target: "pgveil", user: up.user, sessions: cfg.idleSessions}}
 	if cfg.maskedUser != "" {
-		relays = append(relays, idleRelay{name: "pgveil-masked", user: cfg.maskedUser, start: pgveil("pgveil-masked")})
+		half := cfg.idleSessions / 2
+		pgveil.batches = []idleBatch{{target: "pgveil", user: up.user, sessions: cfg.idleSessions - half},
+			{target: "pgveil-masked", user: cfg.maskedUser, sessions: half}}
 	}
-	return relays
+	return append(relays, pgveil)
 }
 
-// measureIdle starts relay and measures its memory with the sessions
-// open; undo stops the relay.
-func measureIdle(ctx context.Context, cfg config, up *upstream, relay idleRelay, undo *cleanups) (idleRow, error) {
+// measureIdle starts relay and measures its memory before and after
+// each batch of sessions, a row per batch; undo stops the relay.
+func measureIdle(ctx context.Context, up *upstream, relay idleRelay, undo *cleanups) ([]idleRow, error) {
 	addr, pid, err := relay.start(undo)
 	if err != nil {
-		return idleRow{}, err
+		return nil, err
 	}
-	url := dsn(addr, relay.user, up.db)
-	warm, err := openIdle(ctx, url, 1)
-	closeAll(warm)
+	for _, b := range relay.batches {
+		warm, err := openIdle(ctx, dsn(addr, b.user, up.db), 1)
+		closeAll(warm)
+		if err != nil {
+			return nil, err
+		}
+	}
+	before, err := rssKiB(pid())
 	if err != nil {
-		return idleRow{}, err
+		return nil, err
 	}
-	r := idleRow{Target: relay.name, Sessions: cfg.idleSessions}
-	if r.BeforeKiB, err = rssKiB(pid()); err != nil {
-		return r, err
+	var rows []idleRow
+	for _, b := range relay.batches {
+		conns, err := openIdle(ctx, dsn(addr, b.user, up.db), b.sessions)
+		defer closeAll(conns) // every batch stays open until the last is measured
+		if err != nil {
+			return nil, err
+		}
+		after, err := rssKiB(pid())
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, idleRow{Target: b.target, Sessions: b.sessions, BeforeKiB: before, AfterKiB: after,
+			KiBPerSession: float64(after-before) / float64(b.sessions)})
+		before = after
 	}
-	conns, err := openIdle(ctx, url, cfg.idleSessions)
-	defer closeAll(conns)
-	if err != nil {
-		return r, err
-	}
-	if r.AfterKiB, err = rssKiB(pid()); err != nil {
-		return r, err
-	}
-	r.KiBPerSession = float64(r.AfterKiB-r.BeforeKiB) / float64(r.Sessions)
-	return r, nil
+	return rows, nil
 }
 
 // openIdle opens n sessions to url, idleOpeners at a time, each having
@@ -206,8 +225,9 @@ func printIdle(w io.Writer, rows []idleRow) {
 	if len(rows) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\nidle sessions: VmRSS of a fresh relay before and with %d sessions open, each idle after one query\n"+
-		"  (%s); PgBouncer in session mode (target: at most 64 KiB per session)\n\n", rows[0].Sessions, idleQuery)
+	fmt.Fprintf(w, "\nidle sessions: VmRSS of a fresh relay before and after each batch of sessions, each session idle after one query\n"+
+		"  (%s); PgBouncer in session mode; one pgveil, the masked batch opened\n"+
+		"  after the unmasked one, both kept open (target: at most 64 KiB per session)\n\n", idleQuery)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "idle\ttarget\tsessions\tRSS before KiB\tRSS after KiB\tKiB per session")
 	for _, r := range rows {

@@ -154,14 +154,15 @@ func TestBulkAndIdle(t *testing.T) {
 	if _, err := readBulk(ctx, cfg, up, direct); err == nil || !strings.Contains(err.Error(), "raw for the masked role") {
 		t.Errorf("raw emails read as masked: %v", err)
 	}
-	self := idleRelay{name: "self", user: up.user, start: func(*cleanups) (string, func() int, error) { return up.addr, os.Getpid, nil }}
+	self := idleRelay{name: "self", batches: []idleBatch{{target: "a", user: up.user, sessions: 20}, {target: "b", user: up.user, sessions: 10}},
+		start: func(*cleanups) (string, func() int, error) { return up.addr, os.Getpid, nil }}
 	var undo cleanups
-	row, err := measureIdle(ctx, cfg, up, self, &undo)
+	rows, err := measureIdle(ctx, up, self, &undo)
 	undo.run()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if row.Sessions != 20 || row.BeforeKiB <= 0 || row.AfterKiB <= 0 {
-		t.Errorf("idle row %+v", row)
+	if len(rows) != 2 || rows[0].Sessions != 20 || rows[1].Sessions != 10 || rows[0].BeforeKiB <= 0 || rows[1].BeforeKiB != rows[0].AfterKiB {
+		t.Errorf("idle rows %+v", rows)
 	}
 }
