@@ -34,8 +34,11 @@ test: vet
 pgx-suite:
 	PGVEIL_PGX_PACKAGES=./... $(GO) test -count=1 -v -timeout 40m -run TestPgxSuite ./internal/pgxsuite
 
-# pgbench -S through pgveil, PgBouncer (when installed) and directly, side by side,
-# and connections per second (pgbench -S -C) through both PgBouncer layouts.
+# Directly, through PgBouncer (when installed) and through pgveil, in one run:
+# pgbench -S over both protocols, pgbench's read-write script, 200 clients,
+# connections per second (pgbench -S -C, also both PgBouncer layouts), a bulk read
+# of 1,000,000 rows and the relay's memory per idle session (1,000 sessions);
+# BENCHFLAGS="--modes simple,bulk --seconds 2 --rounds 1" for a short run.
 bench: build
 	$(GO) run ./bench --pgveil $(BIN) --masked-user pgveil_masked $(BENCHFLAGS)
 

@@ -1,13 +1,22 @@
-// Command bench compares the throughput, latency and relay CPU cost of
-// pgveil with PostgreSQL reached directly and through pgbouncer, using
-// pgbench's select-only workload.
+// Command bench compares pgveil with PostgreSQL reached directly and
+// through pgbouncer, in one run, section by section (--modes):
+//
+//   - pgbench's select-only script over each protocol (simple, extended,
+//     prepared), its read-write script (rw, modes.go), select-only with
+//     --many-clients clients (many), and a new connection per transaction
+//     (connect, connect.go): TPS, latency and the relay's CPU time;
+//   - bulk: one client reads a table of --bulk-rows rows (bulk.go);
+//   - idle: the relay's resident memory per idle session (idle.go);
+//   - the ANONYMIZE plan against hand-written UPDATEs (anonymize.go).
+//
+// Run it with
 //
 //	go build -o bin/pgveil ./cmd/pgveil && go run ./bench --pgveil bin/pgveil
 //
 // Without --upstream it starts a throwaway PostgreSQL (internal/pgtest).
 // Every target is measured in every round, the target order alternating
 // between rounds, and the table shows medians over the rounds. Progress goes
-// to stderr, the table to stdout.
+// to stderr, the tables to stdout, the chart (svg.go) to --svg.
 package main
 
 import (
