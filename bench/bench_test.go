@@ -14,21 +14,9 @@ import (
 // and checks every metric comes back, including the CPU of a "relay" (this
 // test process, which is busy enough to use some CPU).
 func TestMeasureDirect(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	c, err := pgtest.Start(pgtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Stop() }()
+	ctx := context.Background()
 	cfg := config{scale: 1, clients: 2, threads: 1, seconds: 1, rounds: 1, modes: []string{"extended"}, db: "postgres"}
-	up, err := newUpstream(c.Addr(), "postgres", cfg.db, c.BinDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := prepareData(ctx, cfg, up); err != nil {
-		t.Fatal(err)
-	}
+	up := startUpstream(t, cfg)
 	self := target{name: "direct", addr: up.addr, user: up.user, pid: os.Getpid}
 	r, err := measure(ctx, cfg, up, self, "extended", t.TempDir())
 	if err != nil {
@@ -46,6 +34,27 @@ func TestMeasureDirect(t *testing.T) {
 	if up.version == "" {
 		t.Error("server version not recorded")
 	}
+}
+
+// startUpstream starts a throwaway PostgreSQL, stopped at the test's end,
+// and loads cfg's data into it.
+func startUpstream(t *testing.T, cfg config) *upstream {
+	t.Helper()
+	c, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	up, err := newUpstream(c.Addr(), "postgres", cfg.db, c.BinDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := prepareData(ctx, cfg, up); err != nil {
+		t.Fatal(err)
+	}
+	return up
 }
 
 func TestParseOutput(t *testing.T) {
@@ -141,7 +150,7 @@ tps = 128.000000 (including reconnection times)
 	if got := targetsFor("simple", ts); len(got) != 2 || got[0].connect || got[1].name != "pgveil" {
 		t.Errorf("simple targets %v", got)
 	}
-	if got := strings.Join(modeArgs(config{clients: 8, threads: 2}, connectMode), " "); got != "-S -M simple -C -c 8 -j 2 -T 0" {
+	if got := strings.Join(modeArgs(config{clients: 8, threads: 2}, connectMode, 0), " "); got != "-S -M simple -C -c 8 -j 2 -T 0" {
 		t.Errorf("connect args %q", got)
 	}
 	up := &upstream{user: "postgres", login: scramLogin}

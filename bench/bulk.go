@@ -101,7 +101,8 @@ func indexOf(targets []target, name string) int {
 	return -1
 }
 
-// bulkRatios fills each row's medians and its ratio to direct.
+// bulkRatios fills each row's medians and its ratio to direct's (the
+// first row, when it is direct).
 func bulkRatios(rows []bulkRow) []bulkRow {
 	for i := range rows {
 		rows[i].Seconds = median(rows[i].Runs)
@@ -109,10 +110,11 @@ func bulkRatios(rows []bulkRow) []bulkRow {
 			rows[i].MBps = float64(rows[i].Bytes) / 1e6 / rows[i].Seconds
 		}
 	}
+	if len(rows) == 0 || rows[0].Target != "direct" {
+		return rows
+	}
 	for i := range rows {
-		if rows[0].Target == "direct" {
-			rows[i].VsDirect = ratio(rows[i].Seconds, rows[0].Seconds)
-		}
+		rows[i].VsDirect = ratio(rows[i].Seconds, rows[0].Seconds)
 	}
 	return rows
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -197,11 +196,11 @@ func closeAll(conns []*pgconn.PgConn) {
 
 // rssKiB is VmRSS of pid from /proc/PID/status, in KiB.
 func rssKiB(pid int) (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	status, err := readProc(pid, "status", "relay memory")
 	if err != nil {
-		return 0, fmt.Errorf("relay memory: %w", err)
+		return 0, err
 	}
-	return parseVmRSS(string(data))
+	return parseVmRSS(status)
 }
 
 // parseVmRSS reads the "VmRSS:   1234 kB" line of a /proc status file.

@@ -63,8 +63,35 @@ func roundOrder(targets []target, round int) []target {
 	return out
 }
 
-// measure runs pgbench -S once against t, charging the relay's CPU time.
+// errNoTransactions is a run in which pgbench processed nothing: in many
+// mode, its clients took the whole run to connect.
+var errNoTransactions = errors.New("pgbench processed no transactions")
+
+// maxAllowance bounds the seconds many mode waits for its clients to
+// connect.
+const maxAllowance = 64
+
+// measure runs mode's script once against t. In many mode a run in which
+// the clients took all of -T to connect is run again with twice the
+// allowance for connecting (connectAllowance), up to maxAllowance.
 func measure(ctx context.Context, cfg config, up *upstream, t target, mode, dir string) (result, error) {
+	allowance := 0
+	if mode == manyMode {
+		allowance = connectAllowance(cfg.manyClients)
+	}
+	for {
+		r, err := measureOnce(ctx, cfg, up, t, mode, dir, allowance)
+		if !errors.Is(err, errNoTransactions) || allowance == 0 || allowance >= maxAllowance {
+			return r, err
+		}
+		allowance *= 2
+		slog.Warn("the clients took the whole run to connect; running again", "mode", mode, "target", t.name, "connect_seconds", allowance)
+	}
+}
+
+// measureOnce runs pgbench once against t, charging the relay's CPU time;
+// allowance is added to -T.
+func measureOnce(ctx context.Context, cfg config, up *upstream, t target, mode, dir string, allowance int) (result, error) {
 	logDir, err := os.MkdirTemp(dir, "txlog-")
 	if err != nil {
 		return result{}, err
@@ -74,7 +101,7 @@ func measure(ctx context.Context, cfg config, up *upstream, t target, mode, dir 
 	if err != nil {
 		return result{}, err
 	}
-	out, err := runPgbenchCmd(ctx, up.pgbench, pgbenchArgs(cfg, up, t, mode, logDir), loginEnv(up, t)...)
+	out, err := runPgbenchCmd(ctx, up.pgbench, pgbenchArgs(cfg, up, t, mode, allowance, logDir), loginEnv(up, t)...)
 	if msg := refusal(string(out)); err != nil && msg != "" {
 		slog.Warn("pgveil refused the script", "mode", mode, "target", t.name, "error", msg)
 		return result{Mode: mode, Target: t.name, Refused: msg}, nil
@@ -103,8 +130,8 @@ func measure(ctx context.Context, cfg config, up *upstream, t target, mode, dir 
 
 // pgbenchArgs is a run of mode's script without vacuum that logs every
 // transaction into logDir.
-func pgbenchArgs(cfg config, up *upstream, t target, mode, logDir string) []string {
-	args := append(append(connArgs(t.addr, t.user), "-n"), modeArgs(cfg, mode)...)
+func pgbenchArgs(cfg config, up *upstream, t target, mode string, allowance int, logDir string) []string {
+	args := append(append(connArgs(t.addr, t.user), "-n"), modeArgs(cfg, mode, allowance)...)
 	return append(args, "-l", "--log-prefix", filepath.Join(logDir, "tx"),
 		up.db)
 }
@@ -140,7 +167,7 @@ func parseOutput(out string) (result, error) {
 		return r, err
 	}
 	if r.Txns == 0 {
-		return r, errors.New("pgbench processed no transactions")
+		return r, errNoTransactions
 	}
 	if failedRE.MatchString(out) {
 		r.Failed, _ = matchInt(failedRE, out)
@@ -229,11 +256,20 @@ func relayTicks(t target) (int64, error) {
 // procTicks returns utime+stime of pid from /proc/PID/stat (fields 14 and
 // 15, in clock ticks), counting all the process's threads.
 func procTicks(pid int) (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	stat, err := readProc(pid, "stat", "relay CPU time")
 	if err != nil {
-		return 0, fmt.Errorf("relay CPU time: %w", err)
+		return 0, err
 	}
-	return parseStatTicks(string(data))
+	return parseStatTicks(stat)
+}
+
+// readProc reads /proc/PID/name; what names the figure in an error.
+func readProc(pid int, name, what string) (string, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, name))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	return string(data), nil
 }
 
 // parseStatTicks sums utime and stime in a /proc/PID/stat line. The command

@@ -3,12 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pgveil/pgveil/internal/pgtest"
 )
 
 func TestModeArgs(t *testing.T) {
@@ -17,12 +16,15 @@ func TestModeArgs(t *testing.T) {
 		"simple":    "-S -M simple -c 8 -j 2 -T 5",
 		"extended":  "-S -M extended -c 8 -j 2 -T 5",
 		rwMode:      "-b tpcb-like -M extended -c 8 -j 2 -T 5",
-		manyMode:    "-S -M simple -c 200 -j 2 -T 13",
+		manyMode:    "-S -M simple -c 200 -j 2 -T 5",
 		connectMode: "-S -M simple -C -c 8 -j 2 -T 5",
 	} {
-		if got := strings.Join(modeArgs(cfg, mode), " "); got != want {
+		if got := strings.Join(modeArgs(cfg, mode, 0), " "); got != want {
 			t.Errorf("%s: args %q, want %q", mode, got, want)
 		}
+	}
+	if got := strings.Join(modeArgs(cfg, manyMode, connectAllowance(200)), " "); got != "-S -M simple -c 200 -j 2 -T 13" {
+		t.Errorf("many mode with its allowance: %q", got)
 	}
 	if got := pgbenchModesOf([]string{"simple", bulkSection, rwMode, idleSection, connectMode}); strings.Join(got, ",") != "simple,rw,connect" {
 		t.Errorf("pgbench modes %v", got)
@@ -61,6 +63,10 @@ pgbench: error: Run was aborted; the above results are incomplete.
 	want := "in command 5: pgveil: column pgbench_accounts.abalance is PII; the operator + on it is not allowed for role pgveil_masked"
 	if got := refusal(out); got != want {
 		t.Errorf("refusal %q, want %q", got, want)
+	}
+	// A many mode run retries on this error (its clients took -T to connect).
+	if _, err := parseOutput(out); !errors.Is(err, errNoTransactions) {
+		t.Errorf("no transactions: %v", err)
 	}
 	// A server error is not a refusal: the bench fails on it.
 	if got := refusal("client 0 script 0 aborted in command 5 query 0: ERROR:  deadlock detected\n"); got != "" {
@@ -127,19 +133,8 @@ func TestPrintSections(t *testing.T) {
 func TestBulkAndIdle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, err := pgtest.Start(pgtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Stop() }()
 	cfg := config{scale: 1, db: "postgres", bulkRows: 2000, idleSessions: 20, modes: []string{bulkSection}}
-	up, err := newUpstream(c.Addr(), "postgres", cfg.db, c.BinDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := prepareData(ctx, cfg, up); err != nil {
-		t.Fatal(err)
-	}
+	up := startUpstream(t, cfg)
 	direct := target{name: "direct", addr: up.addr, user: up.user}
 	r, err := readBulk(ctx, cfg, up, direct)
 	if err != nil {
