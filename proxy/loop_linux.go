@@ -279,9 +279,9 @@ func (ls *loopSession) pumpBuffered(d *direction, h handler, dst int) {
 // to dst. A message that needs blocking work pauses the session.
 func (ls *loopSession) relay(d *direction, h handler, dst int) {
 	need, err := d.p.process(h)
-	var wb *wouldBlock
+	wb, blocked := err.(*wouldBlock) // returned as it is, never wrapped
 	switch {
-	case errors.As(err, &wb):
+	case blocked:
 		ls.flush(d, dst) // what came before it goes out
 		ls.pause(wb)
 		return
