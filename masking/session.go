@@ -150,6 +150,14 @@ type Session struct {
 	pathKey  string     // path in the plan cache key (guarded by mu for Warm)
 	keyBuf   []byte
 	track    *pathTracker
+	// repeat is the last cached analysis, by its exact text: a statement
+	// sent again and again with parameters (the extended protocol's way)
+	// skips the key and the lookup.
+	repeat struct {
+		sql, pathKey string
+		gen          uint64
+		a            *Analysis
+	}
 
 	// cursors and prepared hold the outputs of every cursor and SQL
 	// prepared statement the server confirmed, by name. A name declared
@@ -259,6 +267,10 @@ func (s *Session) cached(sql string) (a *Analysis, err error, ok bool) {
 	if err := s.refresh(); err != nil {
 		return nil, err, true
 	}
+	if r := &s.repeat; r.a != nil && r.sql == sql && r.gen == s.gen && r.pathKey == s.pathKey {
+		s.g.hits.Add(1)
+		return r.a, nil, true
+	}
 	s.keyBuf = s.appendKey(s.keyBuf[:0], s.gen, s.pathKey, sql)
 	// The lookup borrows keyBuf's bytes; Get keeps nothing of its key.
 	c, ok := s.g.plans.Get(unsafe.String(unsafe.SliceData(s.keyBuf), len(s.keyBuf)))
@@ -269,7 +281,12 @@ func (s *Session) cached(sql string) (a *Analysis, err error, ok bool) {
 	if c.err != nil {
 		return nil, c.err, true
 	}
-	a, err = s.g.newAnalysis(c.plan, sql, s.gen, c.rels)
+	if a, err = s.g.newAnalysis(c.plan, sql, s.gen, c.rels); err == nil {
+		// Shared by every statement of this text, path and rules: admit
+		// sets its pathKey to the one it is keyed by, and current
+		// replaces it only under newer rules, for all of them alike.
+		s.repeat.sql, s.repeat.gen, s.repeat.pathKey, s.repeat.a = sql, s.gen, s.pathKey, a
+	}
 	return a, err, true
 }
 

@@ -57,3 +57,26 @@ func BenchmarkAnalyzeUncached(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAnalyzeRepeated is the cost of a statement whose text comes
+// again and again with parameters, as the extended protocol sends it.
+func BenchmarkAnalyzeRepeated(b *testing.B) {
+	s := benchSession(b)
+	sql := "SELECT email, country FROM customers WHERE id = $1"
+	fields := []pgproto3.FieldDescription{{DataTypeOID: 25}, {DataTypeOID: 25}}
+	formats := []int16{0, 0}
+	if _, err := s.Analyze(sql); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		a, err, ok := s.Cached(sql)
+		if err != nil || !ok {
+			b.Fatal(err, ok)
+		}
+		if _, err := s.Result(a, 0, fields, formats); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

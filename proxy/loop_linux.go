@@ -28,6 +28,7 @@ type loop struct {
 	fdsClosed bool // set once the loop stopped: post does nothing
 
 	ends    []*endpoint // indexed by file descriptor
+	bufs    loopBufs
 	quit    bool
 	stopped chan struct{}
 }
@@ -71,7 +72,7 @@ func newLoop() (*loop, error) {
 		unix.Close(epfd)
 		return nil, err
 	}
-	l := &loop{epfd: epfd, wakeFd: wfd, stopped: make(chan struct{})}
+	l := &loop{epfd: epfd, wakeFd: wfd, stopped: make(chan struct{}), bufs: newLoopBufs()}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wfd)}
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wfd, &ev); err != nil {
 		return nil, err
@@ -265,6 +266,8 @@ func (ls *loopSession) register() {
 	}
 	ls.pumpBuffered(&ls.c2s, ls.clientH, ls.sfd)
 	ls.pumpBuffered(&ls.s2c, ls.serverH, ls.cfd)
+	ls.settle(&ls.c2s) // the startup phase's buffers, when nothing is left in them
+	ls.settle(&ls.s2c)
 }
 
 // pumpBuffered relays bytes a pump already holds.
@@ -278,10 +281,12 @@ func (ls *loopSession) pumpBuffered(d *direction, h handler, dst int) {
 // relay handles the complete messages d's pump holds and writes the result
 // to dst. A message that needs blocking work pauses the session.
 func (ls *loopSession) relay(d *direction, h handler, dst int) {
+	ls.l.bufs.lend(d.p)
+	defer ls.settle(d)
 	need, err := d.p.process(h)
-	var wb *wouldBlock
+	wb, blocked := err.(*wouldBlock) // returned as it is, never wrapped
 	switch {
-	case errors.As(err, &wb):
+	case blocked:
 		ls.flush(d, dst) // what came before it goes out
 		ls.pause(wb)
 		return
@@ -291,6 +296,15 @@ func (ls *loopSession) relay(d *direction, h handler, dst int) {
 	}
 	d.p.makeRoom(need)
 	ls.flush(d, dst)
+}
+
+// settle gives the loop back the buffers d no longer needs.
+func (ls *loopSession) settle(d *direction) {
+	if ls.closed {
+		return
+	}
+	ls.l.bufs.settle(d.p)
+	ls.l.bufs.settleOut(d.p)
 }
 
 // pause stops reading the client while wb's work runs on a goroutine, then
@@ -340,9 +354,11 @@ func (ls *loopSession) onEvent(e *endpoint, ev uint32) {
 // result to dst.
 func (ls *loopSession) read(d *direction, h handler, src, dst int) {
 	p := d.p
+	ls.l.bufs.lend(p)
 	n, errno := rawRead(src, p.buf[p.w:])
 	switch {
 	case errno == syscall.EAGAIN:
+		ls.settle(d)
 		return
 	case errno != 0:
 		ls.end(d == &ls.c2s, errno)
@@ -375,11 +391,8 @@ func (ls *loopSession) flush(d *direction, dst int) {
 		d.sent += n
 	}
 	d.sent = 0
-	if cap(p.out) > 4*flushAtBytes {
-		p.out = nil
-	} else {
-		p.out = p.out[:0]
-	}
+	p.out = p.out[:0]
+	ls.l.bufs.settleOut(p)
 	if d.blocked {
 		ls.setBlocked(d, false)
 		h := ls.clientH

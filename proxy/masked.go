@@ -61,7 +61,8 @@ type masking struct {
 	policy Policy
 
 	mu      sync.Mutex
-	queue   []expect
+	queue   []expect // queue[head:] are unanswered
+	head    int
 	stmts   map[string]*prepared
 	portals map[string]*portal
 	// The rewritten statements and portals as the client defined them,
@@ -85,9 +86,17 @@ type masking struct {
 	barriers    int
 	bindBarrier bool
 	failed      bool
-	// parsed are the client's statements as parsed, by name, known
-	// before the server answers (a Bind may follow at once).
-	parsed map[string]Query
+	// parsed are the client's statements as parsed, by name, and bound
+	// binds its portals as bound, known before the server answers (a Bind may
+	// follow at once).
+	parsed map[string]*clientStmt
+	binds  map[string]clientPortal
+
+	// Reused buffers: descriptions decoded earlier, by their bytes (see
+	// fieldsOf); result formats and one name for a policy call (borrowed).
+	descs   map[string][]pgproto3.FieldDescription
+	formats []int16
+	oneName [1]string
 
 	masker  Masker // for the result being streamed, nil when exact
 	scrub   bool   // errors of the running statement are scrubbed
@@ -97,26 +106,117 @@ type masking struct {
 
 func newMasking(s *session, p Policy) *masking {
 	return &masking{s: s, policy: p, stmts: map[string]*prepared{}, portals: map[string]*portal{},
-		rwStmts: map[string]*Rewrite{}, rwPortals: map[string]*Rewrite{}, parsed: map[string]Query{}, rwStale: map[string]bool{}}
+		rwStmts: map[string]*Rewrite{}, rwPortals: map[string]*Rewrite{}, parsed: map[string]*clientStmt{}, rwStale: map[string]bool{},
+		binds: map[string]clientPortal{}, descs: map[string][]pgproto3.FieldDescription{}}
 }
 
-func (m *masking) push(e expect) { m.queue = append(m.queue, e) }
+// clientStmt is a statement as the client parsed it.
+type clientStmt struct {
+	q Query
+	// described is set once a Describe of it, or of a portal bound to
+	// it, was forwarded: its columns reach the proxy before any rows.
+	described bool
+}
+
+// clientPortal is a portal as the client bound it.
+type clientPortal struct {
+	stmt      *clientStmt // nil when the statement was not parsed through the protocol
+	described bool        // as clientStmt.described, for this portal
+}
+
+// queueKeep is the largest queue whose backing array is kept once empty:
+// a long pipeline's is let go.
+const queueKeep = 64
+
+// push queues the answer to a forwarded message. The backing array is
+// reused: answered entries at the front make room before it grows.
+func (m *masking) push(e expect) {
+	if m.head > 0 && len(m.queue) == cap(m.queue) {
+		n := copy(m.queue, m.queue[m.head:])
+		clear(m.queue[n:])
+		m.queue, m.head = m.queue[:n], 0
+	}
+	m.queue = append(m.queue, e)
+}
 
 // front returns the oldest unanswered message, or nil.
 func (m *masking) front() *expect {
-	if len(m.queue) == 0 {
+	if m.head == len(m.queue) {
 		return nil
 	}
-	return &m.queue[0]
+	return &m.queue[m.head]
 }
 
 func (m *masking) pop() expect {
-	e := m.queue[0]
-	m.queue = m.queue[1:]
-	if len(m.queue) == 0 {
-		m.queue = m.queue[:0:0] // let a long pipeline's backing array go
+	e := m.queue[m.head]
+	m.queue[m.head] = expect{}
+	m.head++
+	if m.head == len(m.queue) {
+		m.head = 0
+		m.queue = m.queue[:0]
+		if cap(m.queue) > queueKeep {
+			m.queue = nil
+		}
 	}
 	return e
+}
+
+// forgetStatement and forgetPortal tell the policy of one name the client
+// (re)defined or closed, without allocating.
+func (m *masking) forgetStatement(name string) {
+	m.oneName[0] = name
+	m.policy.Forget(Names{Statements: m.oneName[:]})
+}
+
+func (m *masking) forgetPortal(name string) {
+	m.oneName[0] = name
+	m.policy.Forget(Names{Portals: m.oneName[:]})
+}
+
+// fieldsOf remembers up to maxDescs descriptions of at most maxDescBytes
+// each, so that an idle session holds little.
+const (
+	maxDescs     = 16
+	maxDescBytes = 1024
+)
+
+// fieldsOf returns the columns of a RowDescription. Statements run again
+// and again describe the same columns, so a description decoded before
+// is returned again, shared: callers must not change it.
+func (m *masking) fieldsOf(msg []byte) ([]pgproto3.FieldDescription, error) {
+	if f, ok := m.descs[string(msg)]; ok {
+		return f, nil
+	}
+	var rd pgproto3.RowDescription
+	if err := rd.Decode(msg[headerLen:]); err != nil {
+		return nil, &protocolError{fmt.Errorf("malformed RowDescription: %w", err)}
+	}
+	fields := make([]pgproto3.FieldDescription, len(rd.Fields))
+	for i, f := range rd.Fields {
+		f.Name = nil // borrowed from the buffer; not needed
+		fields[i] = f
+	}
+	if len(msg) <= maxDescBytes {
+		if len(m.descs) >= maxDescs {
+			clear(m.descs)
+		}
+		m.descs[string(msg)] = fields
+	}
+	return fields, nil
+}
+
+// formatsFor returns, in a reused buffer, the format of each of n columns
+// given Bind's result format codes (nil: the formats of fields).
+func (m *masking) formatsFor(fields []pgproto3.FieldDescription, codes []int16, fromBind bool) []int16 {
+	m.formats = m.formats[:0]
+	for i, f := range fields {
+		if fromBind {
+			m.formats = append(m.formats, resultFormat(codes, i))
+		} else {
+			m.formats = append(m.formats, f.Format)
+		}
+	}
+	return m.formats
 }
 
 // codeOf returns an error's SQLSTATE, 42501 unless it says otherwise.
@@ -188,7 +288,8 @@ var errBarrier = errors.New("pgveil: wait for the answer to the search_path chan
 func (m *masking) barred() bool { return m.barriers > 0 || m.bindBarrier }
 
 // wouldBlock is returned by a handler on an event loop when a message needs
-// blocking work first. The message stays unconsumed; the loop pauses the
+// blocking work first, never wrapped (it is tested with a type assertion,
+// which unlike errors.As costs no allocation on the hot path). The message stays unconsumed; the loop pauses the
 // session, runs warm on a goroutine, and handles the message again.
 type wouldBlock struct{ warm func() }
 

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -90,8 +91,7 @@ func (m *masking) query(out, msg []byte) ([]byte, error) {
 		return out, err
 	}
 	q, err := m.analyzeUnbarred(sql)
-	var wb *wouldBlock
-	if errors.As(err, &wb) {
+	if _, ok := err.(*wouldBlock); ok {
 		return out, err
 	}
 	m.s.startQuery()
@@ -140,13 +140,12 @@ func textParams(dst [][]byte, values []string) [][]byte {
 }
 
 func (m *masking) parse(out, msg []byte) ([]byte, error) {
-	var p pgproto3.Parse
-	if err := p.Decode(msg[headerLen:]); err != nil {
-		return out, &protocolError{fmt.Errorf("malformed Parse: %w", err)}
+	p, err := readParse(msg[headerLen:])
+	if err != nil {
+		return out, err
 	}
 	q, err := m.analyzeUnbarred(p.Query)
-	var wb *wouldBlock
-	if errors.As(err, &wb) {
+	if _, ok := err.(*wouldBlock); ok {
 		return out, err
 	}
 	delete(m.parsed, p.Name)
@@ -154,47 +153,76 @@ func (m *masking) parse(out, msg []byte) ([]byte, error) {
 		m.s.rejected()
 		return m.appendRejectedExtended(out, err), nil
 	}
-	m.parsed[p.Name] = q
+	m.parsed[p.Name] = &clientStmt{q: q}
 	m.push(expect{kind: 'P', name: p.Name, q: q})
 	delete(m.rwStmts, p.Name)
 	delete(m.rwStale, p.Name)
+	sql := q.Text()
 	if rw := q.Rewrite(); rw != nil {
 		m.rwStmts[p.Name] = rw
-		p.Query = rw.SQL
-		out, _ = p.Encode(out)
-	} else if text := q.Text(); text != "" {
-		p.Query = text
-		out, _ = p.Encode(out)
-	} else {
-		out = append(out, msg...)
+		sql = rw.SQL
 	}
-	// Learn the result's column types even when the client never asks:
-	// rows of a later Execute are masked by type.
-	out, _ = (&pgproto3.Describe{ObjectType: 'S', Name: p.Name}).Encode(out)
-	m.push(expect{kind: 'D', what: 'S', name: p.Name, synthetic: true})
+	if sql == "" {
+		return append(out, msg...), nil
+	}
+	if err := p.Decode(msg[headerLen:]); err != nil { // for its parameter types
+		return out, &protocolError{fmt.Errorf("malformed Parse: %w", err)}
+	}
+	p.Query = sql
+	out, _ = p.Encode(out)
 	return out, nil
 }
 
-func (m *masking) bind(out, msg []byte) ([]byte, error) {
-	var b pgproto3.Bind
-	if err := b.Decode(msg[headerLen:]); err != nil {
-		return out, &protocolError{fmt.Errorf("malformed Bind: %w", err)}
+// readParse reads a Parse's name and text, checking the rest of its
+// structure; its parameter types are left for when they are needed.
+func readParse(body []byte) (pgproto3.Parse, error) {
+	var p pgproto3.Parse
+	var err error
+	if p.Name, body, err = cstring(body); err != nil {
+		return p, err
 	}
-	if m.rwStale[b.PreparedStatement] {
+	if p.Query, body, err = cstring(body); err != nil {
+		return p, err
+	}
+	if n, rest, ok := int16Count(body, 4); !ok || len(rest) != 4*n {
+		return p, &protocolError{errors.New("malformed Parse")}
+	}
+	return p, nil
+}
+
+func (m *masking) bind(out, msg []byte) ([]byte, error) {
+	b, err := readBind(msg[headerLen:])
+	if err != nil {
+		return out, err
+	}
+	if m.rwStale[b.stmt] {
 		return m.appendRejectedExtended(out, errStaleRewrite), nil
 	}
-	if err := m.bindable(b.PreparedStatement); err != nil {
+	if err := m.bindable(b.stmt); err != nil {
 		m.s.rejected()
 		return m.appendRejectedExtended(out, err), nil
 	}
-	formats := make([]int16, len(b.ResultFormatCodes))
-	copy(formats, b.ResultFormatCodes)
-	m.push(expect{kind: 'B', name: b.DestinationPortal, stmt: b.PreparedStatement, formats: formats})
-	rw := m.rwStmts[b.PreparedStatement]
-	m.rwPortals[b.DestinationPortal] = rw
+	m.push(expect{kind: 'B', name: b.portal, stmt: b.stmt, formats: b.formats})
+	if st := m.parsed[b.stmt]; st != nil {
+		m.binds[b.portal] = clientPortal{stmt: st, described: st.described}
+	} else {
+		delete(m.binds, b.portal)
+	}
+	rw := m.rwStmts[b.stmt]
+	m.rwPortals[b.portal] = rw
 	if rw == nil {
-		delete(m.rwPortals, b.DestinationPortal)
+		delete(m.rwPortals, b.portal)
 		return append(out, msg...), nil
+	}
+	return m.rewriteBind(out, msg, rw)
+}
+
+// rewriteBind appends a Bind of a rewritten statement: the client's
+// parameters, then the rewrite's own.
+func (m *masking) rewriteBind(out, msg []byte, rw *Rewrite) ([]byte, error) {
+	var b pgproto3.Bind
+	if err := b.Decode(msg[headerLen:]); err != nil {
+		return out, &protocolError{fmt.Errorf("malformed Bind: %w", err)}
 	}
 	b.ParameterFormatCodes = paramFormats(b.ParameterFormatCodes, len(b.Parameters), len(rw.Params))
 	b.Parameters = textParams(b.Parameters, rw.Params)
@@ -237,15 +265,37 @@ func (m *masking) describeOrClose(out, msg []byte) ([]byte, error) {
 	default:
 		e.rw = m.rwPortals[name]
 	}
-	if msg[0] == 'C' && body[0] == 'S' {
+	switch {
+	case msg[0] == 'C' && body[0] == 'S':
 		delete(m.rwStmts, name)
 		delete(m.parsed, name)
 		delete(m.rwStale, name)
-	} else if msg[0] == 'C' {
+	case msg[0] == 'C':
 		delete(m.rwPortals, name)
+		delete(m.binds, name)
+	default:
+		m.describing(body[0], name)
 	}
 	m.push(e)
 	return append(out, msg...), nil
+}
+
+// describing notes a Describe the client sent: the columns it reports
+// arrive before the rows of any later Execute of that statement or portal.
+func (m *masking) describing(what byte, name string) {
+	if what == 'S' {
+		if st := m.parsed[name]; st != nil {
+			st.described = true
+		}
+		return
+	}
+	if p, ok := m.binds[name]; ok {
+		p.described = true
+		m.binds[name] = p
+		if p.stmt != nil {
+			p.stmt.described = true // masked_server.go's described keeps them for the statement too
+		}
+	}
 }
 
 // analyzeUnbarred analyses a Query's or Parse's text, refusing it while a
@@ -263,22 +313,95 @@ func (m *masking) bindable(name string) error {
 	if m.barred() {
 		return errBarrier
 	}
-	q := m.parsed[name]
-	if q == nil {
+	st := m.parsed[name]
+	if st == nil {
 		return nil // unknown to the server too, or the proxy's own
 	}
-	if err := m.policy.Bindable(q); err != nil {
+	if err := m.policy.Bindable(st.q); err != nil {
 		return err
 	}
-	m.bindBarrier = m.policy.Barrier(q)
+	m.bindBarrier = m.policy.Barrier(st.q)
 	return nil
 }
 
+// execute forwards an Execute. Rows are masked by their column types, so
+// when nothing the client sent will have described the portal, a Describe
+// of it goes first and its answer is kept by the proxy. Asking only then,
+// not after every Parse, spares the server and the proxy a description per
+// statement for clients that describe their own (most do).
 func (m *masking) execute(out, msg []byte) ([]byte, error) {
 	name, _, err := cstring(msg[headerLen:])
 	if err != nil {
 		return out, err
 	}
-	m.push(expect{kind: 'E', name: name, rw: m.rwPortals[name]})
+	rw := m.rwPortals[name]
+	if p, ok := m.binds[name]; ok && !p.described && rw == nil {
+		p.described = true
+		m.binds[name] = p
+		out, _ = (&pgproto3.Describe{ObjectType: 'P', Name: name}).Encode(out)
+		m.push(expect{kind: 'D', what: 'P', name: name, synthetic: true})
+	}
+	m.push(expect{kind: 'E', name: name, rw: rw})
 	return append(out, msg...), nil
+}
+
+// bindHeader is what the proxy needs of a Bind: its names and result
+// formats, read in place without decoding the parameters.
+type bindHeader struct {
+	portal, stmt string
+	formats      []int16 // nil when the Bind has none
+}
+
+// readBind reads a Bind's body, checking its structure as the server will.
+func readBind(body []byte) (bindHeader, error) {
+	var b bindHeader
+	var err error
+	if b.portal, body, err = cstring(body); err != nil {
+		return b, err
+	}
+	if b.stmt, body, err = cstring(body); err != nil {
+		return b, err
+	}
+	n, body, ok := int16Count(body, 2)
+	if !ok {
+		return b, errMalformedBind
+	}
+	body = body[2*n:]
+	if n, body, ok = int16Count(body, 0); !ok {
+		return b, errMalformedBind
+	}
+	for ; n > 0; n-- {
+		if len(body) < 4 {
+			return b, errMalformedBind
+		}
+		size := int32(binary.BigEndian.Uint32(body))
+		body = body[4:]
+		if size < -1 || int(size) > len(body) {
+			return b, errMalformedBind
+		}
+		body = body[max(size, 0):]
+	}
+	if n, body, ok = int16Count(body, 2); !ok || len(body) != 2*n {
+		return b, errMalformedBind
+	}
+	if n > 0 {
+		b.formats = make([]int16, n)
+		for i := range b.formats {
+			b.formats[i] = int16(binary.BigEndian.Uint16(body[2*i:]))
+		}
+	}
+	return b, nil
+}
+
+var errMalformedBind = &protocolError{errors.New("malformed Bind")}
+
+// int16Count reads a count and checks that count items of size bytes
+// follow it.
+func int16Count(b []byte, size int) (int, []byte, bool) {
+	if len(b) < 2 {
+		return 0, nil, false
+	}
+	n := int(binary.BigEndian.Uint16(b))
+	b = b[2:]
+	return n, b, len(b) >= n*size
 }

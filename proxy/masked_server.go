@@ -82,16 +82,16 @@ func (m *masking) protocolAnswer(out, msg []byte) ([]byte, error) {
 		delete(m.portals, "")
 	case msg[0] == '1':
 		m.stmts[done.name] = &prepared{q: done.q}
-		m.policy.Forget(Names{Statements: []string{done.name}})
+		m.forgetStatement(done.name)
 	case msg[0] == '2':
 		m.bound(done)
-		m.policy.Forget(Names{Portals: []string{done.name}})
+		m.forgetPortal(done.name)
 	case msg[0] == '3':
 		m.closed(done)
 		if done.what == 'S' {
-			m.policy.Forget(Names{Statements: []string{done.name}})
+			m.forgetStatement(done.name)
 		} else {
-			m.policy.Forget(Names{Portals: []string{done.name}})
+			m.forgetPortal(done.name)
 		}
 	}
 	if done.synthetic {
@@ -102,7 +102,12 @@ func (m *masking) protocolAnswer(out, msg []byte) ([]byte, error) {
 
 // bound records a portal as the server now has it.
 func (m *masking) bound(b expect) {
-	m.portals[b.name] = &portal{stmt: m.stmts[b.stmt], formats: b.formats}
+	p := portal{stmt: m.stmts[b.stmt], formats: b.formats}
+	if old := m.portals[b.name]; old != nil {
+		*old = p // nothing else holds a portal: reuse it
+		return
+	}
+	m.portals[b.name] = &p
 }
 
 func (m *masking) closed(c expect) {
@@ -120,14 +125,9 @@ func (m *masking) rowDescription(out, msg []byte) ([]byte, error) {
 	if e == nil {
 		return out, &protocolError{fmt.Errorf("unexpected RowDescription from upstream")}
 	}
-	var rd pgproto3.RowDescription
-	if err := rd.Decode(msg[headerLen:]); err != nil {
-		return out, &protocolError{fmt.Errorf("malformed RowDescription: %w", err)}
-	}
-	fields := make([]pgproto3.FieldDescription, len(rd.Fields))
-	for i, f := range rd.Fields {
-		f.Name = nil // borrowed from the buffer; not needed
-		fields[i] = f
+	fields, err := m.fieldsOf(msg)
+	if err != nil {
+		return out, err
 	}
 	switch e.kind {
 	case 'D':
@@ -140,18 +140,16 @@ func (m *masking) rowDescription(out, msg []byte) ([]byte, error) {
 			return append(out, 'n', 0, 0, 0, 4), nil
 		}
 	case 'Q':
-		formats := make([]int16, len(fields))
-		for i, f := range fields {
-			formats[i] = f.Format
-		}
-		if err := m.startResult(*e, e.idx, fields, formats); err != nil {
+		if err := m.startResult(*e, e.idx, fields, m.formatsFor(fields, nil, false)); err != nil {
 			return out, err
 		}
 	}
 	return append(out, msg...), nil
 }
 
-// described keeps the columns a Describe reported.
+// described keeps the columns a Describe reported. A portal's are its
+// statement's too (formats aside, which come from the Bind): a later
+// portal of the statement that is not described itself is masked by them.
 func (m *masking) described(d expect, fields []pgproto3.FieldDescription) {
 	if d.what == 'S' {
 		if p := m.stmts[d.name]; p != nil {
@@ -159,6 +157,9 @@ func (m *masking) described(d expect, fields []pgproto3.FieldDescription) {
 		}
 	} else if p := m.portals[d.name]; p != nil {
 		p.fields = fields
+		if p.stmt != nil && p.stmt.fields == nil {
+			p.stmt.fields = fields
+		}
 	}
 }
 
@@ -194,12 +195,8 @@ func (m *masking) startExecute(e *expect) error {
 	if fields == nil {
 		fields = p.stmt.fields
 	}
-	formats := make([]int16, len(fields))
-	for i := range formats {
-		formats[i] = resultFormat(p.formats, i)
-	}
 	e.q = p.stmt.q
-	return m.startResult(*e, 0, fields, formats)
+	return m.startResult(*e, 0, fields, m.formatsFor(fields, p.formats, true))
 }
 
 // resultFormat is the format of column i given Bind's result format codes.
@@ -248,7 +245,12 @@ func (m *masking) copyOut(out, msg []byte) ([]byte, error) {
 	}
 	m.inCopy = true
 	m.dropMasker()
-	if m.current.q != nil {
+	if m.current.q == nil {
+		// A COPY of a statement the proxy cannot tell (its name distrusted
+		// behind a transaction pooler): its rows are refused, never passed.
+		m.masker = nullRows{}
+		m.scrub = true
+	} else {
 		idx := m.current.idx
 		mk, err := m.policy.CopyResult(m.current.q, idx)
 		if err != nil {
@@ -448,6 +450,9 @@ func withoutPayload(out, msg []byte) ([]byte, error) {
 // distrust forgets what the proxy knew of names a SQL statement defined or
 // dropped: a protocol Bind or Execute of them then withholds every value.
 func (m *masking) distrust(n Names) {
+	if len(n.Statements) == 0 && len(n.Portals) == 0 && !n.AllStatements && !n.AllPortals {
+		return
+	}
 	unknown := &prepared{}
 	for _, name := range n.Statements {
 		m.stmts[name] = unknown

@@ -8,9 +8,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Buffer sizes. A pump's read buffer starts at readBufSize and grows only to
-// hold one whole message that must be inspected; it shrinks back once empty.
+// Buffer sizes. A pump's read buffer starts at startBufSize for the
+// startup phase, is readBufSize while relaying, and grows only to hold one
+// whole message that must be inspected; it shrinks back once empty. (On an
+// event loop a pump borrows the loop's buffers instead: loopbuf_linux.go.)
 const (
+	startBufSize = 4 << 10
 	readBufSize  = 32 << 10
 	flushAtBytes = 256 << 10 // an output buffer larger than 4x this is dropped after use
 )
@@ -46,7 +49,17 @@ type pump struct {
 }
 
 func newPump(src io.Reader, dst io.Writer, max int64) *pump {
-	return &pump{src: src, dst: dst, max: max, buf: make([]byte, readBufSize)}
+	return &pump{src: src, dst: dst, max: max, buf: make([]byte, startBufSize)}
+}
+
+// grow gives the pump a read buffer of readBufSize for relaying.
+func (p *pump) grow() {
+	if len(p.buf) >= readBufSize {
+		return
+	}
+	buf := make([]byte, readBufSize)
+	p.w = copy(buf, p.buf[p.r:p.w])
+	p.r, p.buf = 0, buf
 }
 
 // next reads one whole message for the startup and authentication phases.

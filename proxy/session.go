@@ -122,6 +122,8 @@ func (s *session) relay() {
 		fromClient, fromServer = maskedClient{m}, maskedServer{m, &serverHandler{s: s}}
 	}
 	s.fromServer.dst = lockedWriter{s}
+	s.fromClient.grow()
+	s.fromServer.grow()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
