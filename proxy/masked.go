@@ -63,15 +63,15 @@ type masking struct {
 	mu      sync.Mutex
 	queue   []expect // queue[head:] are unanswered
 	head    int
-	stmts   map[string]*prepared
-	portals map[string]*portal
+	stmts   names[*prepared]
+	portals names[*portal]
 	// The rewritten statements and portals as the client defined them,
 	// known before the server answers (Bind needs them at once).
-	rwStmts   map[string]*Rewrite
-	rwPortals map[string]*Rewrite
+	rwStmts   names[*Rewrite]
+	rwPortals names[*Rewrite]
 	// rwStale are rewritten statements dropped at a Sync behind a
 	// transaction pooler (dropRewrites).
-	rwStale map[string]bool
+	rwStale names[bool]
 
 	// nonBlocking is set while an event loop relays the session: analyses
 	// must then come from the policy's cache (see wouldBlock).
@@ -89,8 +89,8 @@ type masking struct {
 	// parsed are the client's statements as parsed, by name, and bound
 	// binds its portals as bound, known before the server answers (a Bind may
 	// follow at once).
-	parsed map[string]*clientStmt
-	binds  map[string]clientPortal
+	parsed names[*clientStmt]
+	binds  names[clientPortal]
 
 	// Reused buffers: descriptions decoded earlier, by their bytes (see
 	// fieldsOf); result formats and one name for a policy call (borrowed).
@@ -105,9 +105,7 @@ type masking struct {
 }
 
 func newMasking(s *session, p Policy) *masking {
-	return &masking{s: s, policy: p, stmts: map[string]*prepared{}, portals: map[string]*portal{},
-		rwStmts: map[string]*Rewrite{}, rwPortals: map[string]*Rewrite{}, parsed: map[string]*clientStmt{}, rwStale: map[string]bool{},
-		binds: map[string]clientPortal{}, descs: map[string][]pgproto3.FieldDescription{}}
+	return &masking{s: s, policy: p, descs: map[string][]pgproto3.FieldDescription{}}
 }
 
 // clientStmt is a statement as the client parsed it.

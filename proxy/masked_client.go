@@ -68,11 +68,11 @@ var errStaleRewrite = errors.New("pgveil: behind a transaction pooler, a prepare
 // name is rejected; the other names are distrusted when the server says
 // idle (forgetServerState).
 func (m *masking) dropRewrites() {
-	for name := range m.rwStmts {
-		m.rwStale[name] = true
+	for name := range m.rwStmts.all() {
+		m.rwStale.set(name, true)
 	}
-	clear(m.rwStmts)
-	clear(m.rwPortals)
+	m.rwStmts.clear()
+	m.rwPortals.clear()
 }
 
 // cstring splits a NUL-terminated string off the front of b.
@@ -148,18 +148,18 @@ func (m *masking) parse(out, msg []byte) ([]byte, error) {
 	if _, ok := err.(*wouldBlock); ok {
 		return out, err
 	}
-	delete(m.parsed, p.Name)
+	m.parsed.del(p.Name)
 	if err != nil {
 		m.s.rejected()
 		return m.appendRejectedExtended(out, err), nil
 	}
-	m.parsed[p.Name] = &clientStmt{q: q}
+	m.parsed.set(p.Name, &clientStmt{q: q})
 	m.push(expect{kind: 'P', name: p.Name, q: q})
-	delete(m.rwStmts, p.Name)
-	delete(m.rwStale, p.Name)
+	m.rwStmts.del(p.Name)
+	m.rwStale.del(p.Name)
 	sql := q.Text()
 	if rw := q.Rewrite(); rw != nil {
-		m.rwStmts[p.Name] = rw
+		m.rwStmts.set(p.Name, rw)
 		sql = rw.SQL
 	}
 	if sql == "" {
@@ -195,7 +195,7 @@ func (m *masking) bind(out, msg []byte) ([]byte, error) {
 	if err != nil {
 		return out, err
 	}
-	if m.rwStale[b.stmt] {
+	if m.rwStale.at(b.stmt) {
 		return m.appendRejectedExtended(out, errStaleRewrite), nil
 	}
 	if err := m.bindable(b.stmt); err != nil {
@@ -203,15 +203,15 @@ func (m *masking) bind(out, msg []byte) ([]byte, error) {
 		return m.appendRejectedExtended(out, err), nil
 	}
 	m.push(expect{kind: 'B', name: b.portal, stmt: b.stmt, formats: b.formats})
-	if st := m.parsed[b.stmt]; st != nil {
-		m.binds[b.portal] = clientPortal{stmt: st, described: st.described}
+	if st := m.parsed.at(b.stmt); st != nil {
+		m.binds.set(b.portal, clientPortal{stmt: st, described: st.described})
 	} else {
-		delete(m.binds, b.portal)
+		m.binds.del(b.portal)
 	}
-	rw := m.rwStmts[b.stmt]
-	m.rwPortals[b.portal] = rw
+	rw := m.rwStmts.at(b.stmt)
+	m.rwPortals.set(b.portal, rw)
 	if rw == nil {
-		delete(m.rwPortals, b.portal)
+		m.rwPortals.del(b.portal)
 		return append(out, msg...), nil
 	}
 	return m.rewriteBind(out, msg, rw)
@@ -261,18 +261,18 @@ func (m *masking) describeOrClose(out, msg []byte) ([]byte, error) {
 	e := expect{kind: msg[0], what: body[0], name: name}
 	switch {
 	case body[0] == 'S':
-		e.rw = m.rwStmts[name]
+		e.rw = m.rwStmts.at(name)
 	default:
-		e.rw = m.rwPortals[name]
+		e.rw = m.rwPortals.at(name)
 	}
 	switch {
 	case msg[0] == 'C' && body[0] == 'S':
-		delete(m.rwStmts, name)
-		delete(m.parsed, name)
-		delete(m.rwStale, name)
+		m.rwStmts.del(name)
+		m.parsed.del(name)
+		m.rwStale.del(name)
 	case msg[0] == 'C':
-		delete(m.rwPortals, name)
-		delete(m.binds, name)
+		m.rwPortals.del(name)
+		m.binds.del(name)
 	default:
 		m.describing(body[0], name)
 	}
@@ -284,14 +284,14 @@ func (m *masking) describeOrClose(out, msg []byte) ([]byte, error) {
 // arrive before the rows of any later Execute of that statement or portal.
 func (m *masking) describing(what byte, name string) {
 	if what == 'S' {
-		if st := m.parsed[name]; st != nil {
+		if st := m.parsed.at(name); st != nil {
 			st.described = true
 		}
 		return
 	}
-	if p, ok := m.binds[name]; ok {
+	if p, ok := m.binds.get(name); ok {
 		p.described = true
-		m.binds[name] = p
+		m.binds.set(name, p)
 		if p.stmt != nil {
 			p.stmt.described = true // masked_server.go's described keeps them for the statement too
 		}
@@ -313,7 +313,7 @@ func (m *masking) bindable(name string) error {
 	if m.barred() {
 		return errBarrier
 	}
-	st := m.parsed[name]
+	st := m.parsed.at(name)
 	if st == nil {
 		return nil // unknown to the server too, or the proxy's own
 	}
@@ -334,10 +334,10 @@ func (m *masking) execute(out, msg []byte) ([]byte, error) {
 	if err != nil {
 		return out, err
 	}
-	rw := m.rwPortals[name]
-	if p, ok := m.binds[name]; ok && !p.described && rw == nil {
+	rw := m.rwPortals.at(name)
+	if p, ok := m.binds.get(name); ok && !p.described && rw == nil {
 		p.described = true
-		m.binds[name] = p
+		m.binds.set(name, p)
 		out, _ = (&pgproto3.Describe{ObjectType: 'P', Name: name}).Encode(out)
 		m.push(expect{kind: 'D', what: 'P', name: name, synthetic: true})
 	}

@@ -77,11 +77,11 @@ func (m *masking) protocolAnswer(out, msg []byte) ([]byte, error) {
 	done := m.pop()
 	switch {
 	case done.synthetic && msg[0] == '1':
-		delete(m.stmts, "") // the server's unnamed statement is now the proxy's
+		m.stmts.del("") // the server's unnamed statement is now the proxy's
 	case done.synthetic && msg[0] == '2':
-		delete(m.portals, "")
+		m.portals.del("")
 	case msg[0] == '1':
-		m.stmts[done.name] = &prepared{q: done.q}
+		m.stmts.set(done.name, &prepared{q: done.q})
 		m.forgetStatement(done.name)
 	case msg[0] == '2':
 		m.bound(done)
@@ -102,19 +102,19 @@ func (m *masking) protocolAnswer(out, msg []byte) ([]byte, error) {
 
 // bound records a portal as the server now has it.
 func (m *masking) bound(b expect) {
-	p := portal{stmt: m.stmts[b.stmt], formats: b.formats}
-	if old := m.portals[b.name]; old != nil {
+	p := portal{stmt: m.stmts.at(b.stmt), formats: b.formats}
+	if old := m.portals.at(b.name); old != nil {
 		*old = p // nothing else holds a portal: reuse it
 		return
 	}
-	m.portals[b.name] = &p
+	m.portals.set(b.name, &p)
 }
 
 func (m *masking) closed(c expect) {
 	if c.what == 'S' {
-		delete(m.stmts, c.name)
+		m.stmts.del(c.name)
 	} else {
-		delete(m.portals, c.name)
+		m.portals.del(c.name)
 	}
 }
 
@@ -152,10 +152,10 @@ func (m *masking) rowDescription(out, msg []byte) ([]byte, error) {
 // portal of the statement that is not described itself is masked by them.
 func (m *masking) described(d expect, fields []pgproto3.FieldDescription) {
 	if d.what == 'S' {
-		if p := m.stmts[d.name]; p != nil {
+		if p := m.stmts.at(d.name); p != nil {
 			p.fields = fields
 		}
-	} else if p := m.portals[d.name]; p != nil {
+	} else if p := m.portals.at(d.name); p != nil {
 		p.fields = fields
 		if p.stmt != nil && p.stmt.fields == nil {
 			p.stmt.fields = fields
@@ -181,7 +181,7 @@ func (m *masking) startResult(e expect, idx int, fields []pgproto3.FieldDescript
 
 // startExecute prepares the masker for the rows of an Execute.
 func (m *masking) startExecute(e *expect) error {
-	p := m.portals[e.name]
+	p := m.portals.at(e.name)
 	if p == nil || p.stmt == nil || p.stmt.q == nil {
 		// A portal or statement defined through SQL (DECLARE, PREPARE), or
 		// one whose name SQL reused: its rows are not known, so every
@@ -290,7 +290,7 @@ func (m *masking) commandEnd(out, msg []byte) ([]byte, error) {
 			return rewrittenTag(out, done), nil
 		}
 		if msg[0] == 'C' {
-			if p := m.portals[done.name]; p != nil && p.stmt != nil && p.stmt.q != nil {
+			if p := m.portals.at(done.name); p != nil && p.stmt != nil && p.stmt.q != nil {
 				m.distrust(m.policy.Completed(p.stmt.q, 0))
 			}
 		}
@@ -347,9 +347,9 @@ func (m *masking) scrubFor(e *expect) bool {
 	case e.q != nil:
 		return m.policy.ScrubErrors(e.q, 0)
 	case e.kind == 'B':
-		return m.scrubStatement(m.stmts[e.stmt])
+		return m.scrubStatement(m.stmts.at(e.stmt))
 	case e.kind == 'E':
-		if p := m.portals[e.name]; p != nil {
+		if p := m.portals.at(e.name); p != nil {
 			return m.scrubStatement(p.stmt)
 		}
 		return m.policy.ScrubErrors(nil, 0)
@@ -455,19 +455,19 @@ func (m *masking) distrust(n Names) {
 	}
 	unknown := &prepared{}
 	for _, name := range n.Statements {
-		m.stmts[name] = unknown
+		m.stmts.set(name, unknown)
 	}
 	for _, name := range n.Portals {
-		m.portals[name] = &portal{stmt: unknown}
+		m.portals.set(name, &portal{stmt: unknown})
 	}
 	if n.AllStatements {
-		for name := range m.stmts {
-			m.stmts[name] = unknown
+		for name := range m.stmts.all() {
+			m.stmts.set(name, unknown)
 		}
 	}
 	if n.AllPortals {
-		for name := range m.portals {
-			m.portals[name] = &portal{stmt: unknown}
+		for name := range m.portals.all() {
+			m.portals.set(name, &portal{stmt: unknown})
 		}
 	}
 }
