@@ -173,13 +173,18 @@ func epollBlock(epfd int, events []unix.EpollEvent) int {
 	return n
 }
 
+// rawRead and rawWrite receive and send on a socket with recvfrom and
+// sendto, as PgBouncer does: on a socket they skip the file layer that
+// read and write go through (file position lock, vfs dispatch), and
+// MSG_NOSIGNAL makes a send to a closed peer fail with EPIPE instead of
+// raising SIGPIPE for the runtime to swallow.
 func rawRead(fd int, b []byte) (int, syscall.Errno) {
-	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, 0, 0)
 	return int(n), errno
 }
 
 func rawWrite(fd int, b []byte) (int, syscall.Errno) {
-	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), unix.MSG_NOSIGNAL, 0, 0)
 	return int(n), errno
 }
 
