@@ -25,6 +25,8 @@ type report struct {
 	Idle []idleRow `json:"idle,omitempty"`
 	// Anonymize is the ANONYMIZE benchmark, when it ran.
 	Anonymize *anonResult `json:"anonymize,omitempty"`
+	// Targets judges the run against the performance targets (verdict.go).
+	Targets []verdict `json:"targets,omitempty"`
 }
 
 // machine describes where the numbers come from.
@@ -194,6 +196,7 @@ func (rep report) print(w io.Writer) {
 	if rep.Anonymize != nil {
 		rep.Anonymize.print(w)
 	}
+	printVerdicts(w, rep.verdicts())
 }
 
 // orDash formats v, or "-" when it is missing.
@@ -206,6 +209,7 @@ func orDash(v *float64, format string) string {
 
 // writeJSON writes the report as indented JSON to path.
 func (rep report) writeJSON(path string) error {
+	rep.Targets = rep.verdicts()
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return err

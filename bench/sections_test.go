@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -159,5 +160,39 @@ func TestBulkAndIdle(t *testing.T) {
 	}
 	if len(rows) != 2 || rows[0].Sessions != 20 || rows[1].Sessions != 10 || rows[0].BeforeKiB <= 0 || rows[1].BeforeKiB != rows[0].AfterKiB {
 		t.Errorf("idle rows %+v", rows)
+	}
+}
+
+func TestVerdicts(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	rep := report{
+		Rows: []row{
+			{Mode: "simple", Target: "pgbouncer", TPSVsPgbouncer: f(1), CPUVsPgbouncer: f(1)},
+			{Mode: "simple", Target: "pgveil", TPSVsPgbouncer: f(1.02), CPUVsPgbouncer: f(1.03)},
+			{Mode: "simple", Target: "pgveil-masked", TPSVsPgbouncer: f(0.89)},
+			{Mode: rwMode, Target: "pgveil", TPSVsPgbouncer: f(0.5)},
+		},
+		Bulk: []bulkRow{{Target: "direct", VsDirect: f(1)}, {Target: "pgveil-masked", VsDirect: f(1.05)}},
+		Idle: []idleRow{{Target: "pgbouncer", KiBPerSession: 200}, {Target: "pgveil", KiBPerSession: 64.5}},
+	}
+	var got []string
+	for _, v := range rep.verdicts() {
+		got = append(got, fmt.Sprintf("%s %v", v.Target, v.Met))
+	}
+	want := []string{
+		"simple pgveil TPS vs pgbouncer true",
+		"simple pgveil CPU per txn vs pgbouncer false",
+		"simple pgveil-masked TPS vs pgbouncer false",
+		"bulk pgveil-masked seconds vs direct true",
+		"idle pgveil memory per session false",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("verdicts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	var out bytes.Buffer
+	printVerdicts(&out, rep.verdicts())
+	printed := strings.Join(strings.Fields(out.String()), " ")
+	if !strings.Contains(printed, "TPS vs pgbouncer 0.89x >= 0.90x missed") || !strings.Contains(printed, "per session 64.50 KiB <= 64.00 KiB missed") {
+		t.Errorf("printed:\n%s", out.String())
 	}
 }
