@@ -1,6 +1,7 @@
 package masking
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -39,6 +41,9 @@ type Guard struct {
 	texts        *lru.Cache[string, rewrittenText]  // by client text: what the server runs instead
 	hits         atomic.Uint64
 	misses       atomic.Uint64
+	// purges counts the times plans was emptied: a session's recent plan
+	// (Session.recent) found before the last purge is not used again.
+	purges atomic.Uint64
 }
 
 // cachedPlan is an analysis or a rejection.
@@ -46,6 +51,13 @@ type cachedPlan struct {
 	plan *Plan
 	err  error
 	rels map[uint32]bool // every relation the analysis resolved, by OID
+	at   time.Time       // when it was analysed: it is trusted for catalogTTL
+}
+
+// purgePlans empties the plan cache, and with it every session's recent plan.
+func (g *Guard) purgePlans() {
+	g.purges.Add(1)
+	g.plans.Purge()
 }
 
 // rewrittenText is the text the server runs for a client's text under one
@@ -71,7 +83,7 @@ func (g *Guard) Reload(cfg *rules.Config) {
 	defer g.mu.Unlock()
 	g.cfg = cfg
 	g.gen++
-	g.plans.Purge()
+	g.purgePlans()
 }
 
 // Close closes the guard's database connections.
@@ -150,14 +162,8 @@ type Session struct {
 	pathKey  string     // path in the plan cache key (guarded by mu for Warm)
 	keyBuf   []byte
 	track    *pathTracker
-	// repeat is the last cached analysis, by its exact text: a statement
-	// sent again and again with parameters (the extended protocol's way)
-	// skips the key and the lookup.
-	repeat struct {
-		sql, pathKey string
-		gen          uint64
-		a            *Analysis
-	}
+	// recent is the plan the session last found in the plan cache.
+	recent recentPlan
 
 	// cursors and prepared hold the outputs of every cursor and SQL
 	// prepared statement the server confirmed, by name. A name declared
@@ -180,6 +186,33 @@ type Session struct {
 		// protected is the set of protected columns the masker was checked against.
 		protected *originSet
 	}
+}
+
+// recentPlan is the plan a session last found in the plan cache, with its
+// key, and the text it last analysed with it. A statement sent again and
+// again with parameters (the extended protocol's way) skips the key and
+// the lookup; one sent again with other literals (the simple protocol's
+// way) skips the lookup. Either is used only as long as the cache itself
+// would have kept the plan: for catalogTTL after it was analysed, and not
+// after a purge.
+type recentPlan struct {
+	key    []byte
+	c      cachedPlan
+	purges uint64 // the guard's purges when it was found
+	// The last text analysed with c, and its analysis.
+	sql, pathKey string
+	gen          uint64
+	a            *Analysis
+}
+
+// fresh reports whether the plan may still be used.
+func (r *recentPlan) fresh(g *Guard) bool {
+	return len(r.key) > 0 && r.purges == g.purges.Load() && time.Since(r.c.at) < catalogTTL
+}
+
+// found remembers a plan found in the cache under key.
+func (r *recentPlan) found(key []byte, c cachedPlan, purges uint64) {
+	r.key, r.c, r.purges, r.a = append(r.key[:0], key...), c, purges, nil
 }
 
 // Analysis is the analysis of one query text for one session, under the
@@ -267,15 +300,21 @@ func (s *Session) cached(sql string) (a *Analysis, err error, ok bool) {
 	if err := s.refresh(); err != nil {
 		return nil, err, true
 	}
-	if r := &s.repeat; r.a != nil && r.sql == sql && r.gen == s.gen && r.pathKey == s.pathKey {
+	r := &s.recent
+	fresh := r.fresh(s.g)
+	if fresh && r.a != nil && r.sql == sql && r.gen == s.gen && r.pathKey == s.pathKey {
 		s.g.hits.Add(1)
 		return r.a, nil, true
 	}
 	s.keyBuf = s.appendKey(s.keyBuf[:0], s.gen, s.pathKey, sql)
-	// The lookup borrows keyBuf's bytes; Get keeps nothing of its key.
-	c, ok := s.g.plans.Get(unsafe.String(unsafe.SliceData(s.keyBuf), len(s.keyBuf)))
-	if !ok {
-		return nil, nil, false
+	c := r.c
+	if !fresh || !bytes.Equal(s.keyBuf, r.key) {
+		purges := s.g.purges.Load() // before the lookup: a purge meanwhile makes it stale
+		// The lookup borrows keyBuf's bytes; Get keeps nothing of its key.
+		if c, ok = s.g.plans.Get(unsafe.String(unsafe.SliceData(s.keyBuf), len(s.keyBuf))); !ok {
+			return nil, nil, false
+		}
+		r.found(s.keyBuf, c, purges)
 	}
 	s.g.hits.Add(1)
 	if c.err != nil {
@@ -285,7 +324,7 @@ func (s *Session) cached(sql string) (a *Analysis, err error, ok bool) {
 		// Shared by every statement of this text, path and rules: admit
 		// sets its pathKey to the one it is keyed by, and current
 		// replaces it only under newer rules, for all of them alike.
-		s.repeat.sql, s.repeat.gen, s.repeat.pathKey, s.repeat.a = sql, s.gen, s.pathKey, a
+		r.sql, r.gen, r.pathKey, r.a = sql, s.gen, s.pathKey, a
 	}
 	return a, err, true
 }
@@ -321,7 +360,7 @@ func (s *Session) analyzeInto(key string, cat Catalog, gen uint64, sql string) (
 	plan, err := Analyze(sql, rec, Options{Role: s.user})
 	var rej *Rejection
 	if err == nil || errors.As(err, &rej) {
-		s.g.plans.Add(key, cachedPlan{plan, err, rec.rels})
+		s.g.plans.Add(key, cachedPlan{plan, err, rec.rels, time.Now()})
 	}
 	if err != nil {
 		return nil, err
@@ -494,7 +533,7 @@ func (s *Session) staleResult(a *Analysis, st *StatementPlan, fields []pgproto3.
 	}
 	for _, f := range fields {
 		if f.TableOID != 0 && !a.rels[f.TableOID] && !(s.db != nil && s.db.ownRelation(f.TableOID)) {
-			s.g.plans.Purge()
+			s.g.purgePlans()
 			if s.db != nil {
 				s.db.forget()
 			}
@@ -577,7 +616,7 @@ func (s *Session) Completed(a *Analysis, idx int) Names {
 	st := &a.plan.Statements[idx]
 	s.completedPath(a, st, idx)
 	if st.ChangesCatalog {
-		s.g.plans.Purge() // plans read the catalog this statement changed
+		s.g.purgePlans() // plans read the catalog this statement changed
 		if s.db != nil {
 			s.db.forget()
 		}

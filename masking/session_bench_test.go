@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -31,6 +32,7 @@ func BenchmarkAnalyzeCached(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	start := time.Now()
 	for i := 0; i < b.N; i++ {
 		a, err := s.Analyze(sqls[i&1])
 		if err != nil {
@@ -40,8 +42,9 @@ func BenchmarkAnalyzeCached(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	// A plan is trusted for catalogTTL: a long run analyses again that often.
 	hits, misses := s.g.CacheStats()
-	if misses != 1 || hits < uint64(b.N) {
+	if expiries := uint64(time.Since(start) / catalogTTL); misses > 1+expiries || hits+misses < uint64(b.N)+1 {
 		b.Fatalf("hits %d misses %d: the cache key kept a literal", hits, misses)
 	}
 }
@@ -72,6 +75,10 @@ func BenchmarkAnalyzeRepeated(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		a, err, ok := s.Cached(sql)
+		if !ok { // the plan outlived catalogTTL: analysed again, as the proxy does
+			s.Warm(sql)
+			a, err, ok = s.Cached(sql)
+		}
 		if err != nil || !ok {
 			b.Fatal(err, ok)
 		}
