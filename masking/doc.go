@@ -275,7 +275,9 @@
 //     entries and plans after its own DDL (ChangesCatalog); others' DDL is
 //     seen within catalogTTL (2 s; the catalog caches check an entry's age
 //     when it is read, so a reader made per rules generation starts no
-//     goroutine), and meanwhile two checks fail closed:
+//     goroutine; a plan, in the cache or as the session's most recent one,
+//     is used for at most catalogTTL after its analysis and never after a
+//     purge), and meanwhile two checks fail closed:
 //     a result column whose origin is any protected column of the database
 //     is masked (markProtected), and a result with a column from a relation
 //     the analysis never resolved (a table since replaced by a view) is

@@ -46,9 +46,11 @@
 // scheduler (futex wake-ups, thread hand-offs, sysmon), not copying. So a
 // plain-TCP session is handed, after authentication, to an event loop
 // (loop_linux.go): one locked OS thread per loop with its own epoll set,
-// calling read, write and epoll_wait as raw system calls. The sockets are
+// calling recvfrom, sendto and epoll_wait as raw system calls (recvfrom
+// and sendto, as PgBouncer uses, rather than read and write, which go
+// through the file layer first). The sockets are
 // duplicated out of the Go runtime's poller for this. Per transaction the
-// loop makes about two reads, two writes and half an epoll_wait, and the
+// loop makes about two receives, two sends and half an epoll_wait, and the
 // profile is then almost entirely those system calls, as PgBouncer's is.
 // While busy, the loop waits in raw epoll_wait calls bounded to 10 ms: the
 // goroutine keeps its P, so a wake-up goes straight back to the loop with no

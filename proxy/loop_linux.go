@@ -15,7 +15,7 @@ import (
 )
 
 // A loop relays many sessions on one locked OS thread with its own epoll
-// set, calling read, write and epoll_wait as raw system calls so that the
+// set, calling recvfrom, sendto and epoll_wait as raw system calls so that the
 // Go scheduler stays off the hot path (see doc.go for the measurements).
 // Everything a loop owns (the sessions' descriptors and pumps) is touched
 // only on the loop's thread; other goroutines post commands.
