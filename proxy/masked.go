@@ -54,8 +54,10 @@ type portal struct {
 }
 
 // masking is the state of a masked session. The client pump adds what it
-// forwards; the server pump consumes it as answers arrive. mu guards
-// everything, and serializes calls to the policy.
+// forwards; the server pump consumes it as answers arrive. When each pump
+// runs on a goroutine of its own, mu guards everything and serializes
+// calls to the policy; on an event loop (nonBlocking) both pumps run on
+// the loop's thread one message at a time, and the handlers do not lock.
 type masking struct {
 	s      *session
 	policy Policy
@@ -74,7 +76,9 @@ type masking struct {
 	rwStale names[bool]
 
 	// nonBlocking is set while an event loop relays the session: analyses
-	// must then come from the policy's cache (see wouldBlock).
+	// must then come from the policy's cache (see wouldBlock), and mu is
+	// not taken. It is set before the loop first runs a handler and never
+	// cleared.
 	nonBlocking bool
 	// mayBlockOnce lets the next analysis block: Warm did not make it
 	// cacheable (it failed in a way not worth caching).

@@ -26,8 +26,10 @@ func (h maskedClient) handle(out, msg []byte) ([]byte, error) {
 	if msg[0] == 'S' {
 		m.s.startQuery()
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	if !m.nonBlocking {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+	}
 	switch msg[0] {
 	case 'Q':
 		return m.query(out, msg)

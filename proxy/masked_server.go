@@ -23,8 +23,10 @@ func (maskedServer) whole(byte) bool { return true }
 
 func (h maskedServer) handle(out, msg []byte) ([]byte, error) {
 	m := h.m
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	if !m.nonBlocking {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+	}
 	switch msg[0] {
 	case 'D':
 		return m.dataRow(out, msg)
