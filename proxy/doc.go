@@ -20,6 +20,12 @@
 //	                  to a TLS channel the proxy terminates, and it replaces
 //	                  the secret in BackendKeyData with one of its own
 //	                  (cancel.go).
+//	                  Every wait for the server until the session is ready
+//	                  (the connect, TLS, each answer, the guard's setup
+//	                  queries) lasts at most upstreamTimeout (5 s): a server
+//	                  that takes connections but answers nothing gets the
+//	                  client FATAL 08001, not a wait until the client's own
+//	                  timeout with no SQLSTATE.
 //	  relay           until either side closes (below)
 //	  close           both sockets closed, the cancel key forgotten
 //

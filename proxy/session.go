@@ -105,6 +105,7 @@ func (s *session) setup() error {
 		return err
 	}
 	s.client.SetDeadline(time.Time{})
+	s.upstream.SetReadDeadline(time.Time{})
 	return nil
 }
 

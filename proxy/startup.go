@@ -16,6 +16,18 @@ import (
 // PostgreSQL's authentication_timeout.
 const startupTimeout = 60 * time.Second
 
+// upstreamTimeout bounds every wait for the upstream while a session is
+// set up: the TCP connection, the TLS negotiation, and each answer of the
+// server until the session is ready (to the startup message, to the
+// client's password, to the guard's setup queries). A server that takes
+// connections but does not answer them (hung, or a postmaster that has
+// stopped accepting while the kernel still queues connections on its
+// port) then costs the client a FATAL 08001 after this long, not a wait
+// until its own connect timeout with no SQLSTATE. It is half of a common
+// client connect timeout (10 s, the soak's); the time the client takes to
+// answer is not counted.
+const upstreamTimeout = 5 * time.Second
+
 // clientError is an error the client should be told about in a FATAL
 // ErrorResponse before its connection is closed.
 type clientError struct {
@@ -82,7 +94,7 @@ func (s *session) negotiateTLS() error {
 // dialUpstream connects to the server, with TLS when configured.
 func (s *session) dialUpstream() (net.Conn, error) {
 	addr := s.opts.Upstream
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	c, err := net.DialTimeout("tcp", addr, upstreamTimeout)
 	if err != nil {
 		return nil, &clientError{codeCannotConnect, fmt.Sprintf("pgveil: could not connect to upstream %s: %v", addr, err)}
 	}
@@ -102,7 +114,7 @@ func (s *session) dialUpstream() (net.Conn, error) {
 
 // upstreamTLS sends SSLRequest and wraps c in TLS when the server agrees.
 func upstreamTLS(c net.Conn, cfg *tls.Config, required bool) (net.Conn, error) {
-	c.SetDeadline(time.Now().Add(startupTimeout))
+	c.SetDeadline(time.Now().Add(upstreamTimeout))
 	defer c.SetDeadline(time.Time{})
 	req := binary.BigEndian.AppendUint32(nil, 8)
 	req = binary.BigEndian.AppendUint32(req, sslRequestCode)
@@ -143,9 +155,9 @@ func (s *session) authenticate(startup *pgproto3.StartupMessage) error {
 		return s.upstreamLost(err)
 	}
 	for {
-		msg, err := s.fromServer.next()
+		msg, err := s.fromUpstream()
 		if err != nil {
-			return s.upstreamLost(err)
+			return err
 		}
 		done, err := s.authMessage(msg)
 		if err != nil || done {
@@ -241,13 +253,31 @@ func withoutChannelBinding(msg []byte) []byte {
 	return out
 }
 
-// upstreamLost wraps a failure of the upstream connection for the client.
+// fromUpstream reads the server's next message while the session is set
+// up, waiting at most upstreamTimeout for it. The returned slice is valid
+// until the next read of the server pump.
+func (s *session) fromUpstream() ([]byte, error) {
+	s.upstream.SetReadDeadline(time.Now().Add(upstreamTimeout))
+	msg, err := s.fromServer.next()
+	if err != nil {
+		return nil, s.upstreamLost(err)
+	}
+	return msg, nil
+}
+
+// upstreamLost wraps a failure of the upstream connection for the client:
+// 08001 when the server did not answer in time (the session was never
+// established), else 08006.
 func (s *session) upstreamLost(err error) error {
 	var ce *clientError
 	if errors.As(err, &ce) {
 		return err
 	}
 	s.srv.metrics.Errors.WithLabelValues("upstream").Inc()
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return &clientError{codeCannotConnect, fmt.Sprintf("pgveil: upstream %s did not answer within %s", s.opts.Upstream, upstreamTimeout)}
+	}
 	return &clientError{codeConnectionFailure, fmt.Sprintf("pgveil: lost connection to upstream %s: %v", s.opts.Upstream, err)}
 }
 
@@ -276,9 +306,9 @@ func (s *session) execUpstream(sql string) ([][]string, error) {
 	var rows [][]string
 	var failure error
 	for {
-		msg, err := s.fromServer.next()
+		msg, err := s.fromUpstream()
 		if err != nil {
-			return nil, s.upstreamLost(err)
+			return nil, err
 		}
 		switch msg[0] {
 		case 'D':
