@@ -113,9 +113,10 @@ func (r *run) reloader(ctx context.Context) {
 func (r *run) slowReader(ctx context.Context, total, rate int64) {
 	const row = 1 << 20
 	for ctx.Err() == nil && r.faults.slowBytes.Load() < total {
+		asked := time.Now()
 		c, err := connect(ctx, r.env.dsn(roleMasked))
 		if err != nil {
-			r.failUnlessDone(ctx, "slow reader connect", err)
+			r.connectFailed(ctx, "slow reader", asked, err)
 			pause(ctx, 100*time.Millisecond)
 			continue
 		}

@@ -29,8 +29,9 @@ func (r *run) loadWorker(ctx context.Context, role, work string, op func(context
 	for ctx.Err() == nil {
 		if c == nil {
 			var err error
+			start := time.Now()
 			if c, err = connect(ctx, r.env.dsn(role)); err != nil {
-				r.failUnlessDone(ctx, work+" connect", err)
+				r.connectFailed(ctx, work, start, err)
 				pause(ctx, 50*time.Millisecond)
 				continue
 			}

@@ -34,6 +34,12 @@
 // explains (tally.go); and every customer, read directly from the server,
 // either untouched or anonymized with all its survey answers, with every
 // key of a committed batch anonymized.
+//
+// A connect through the proxy that times out (10 s, no SQLSTATE) is
+// explained only when the server did the same to a direct client: a
+// probe connects to the server directly every 100 ms for the whole run,
+// and a proxy connect's timeout counts as explained when a direct connect
+// timed out over at least half of the same span (direct.go).
 package main
 
 import (

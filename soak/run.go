@@ -34,6 +34,7 @@ type run struct {
 	env    *env
 	tally  *tally
 	faults faults
+	direct directProbe
 	anon   anonymizer
 	peaks  peaks
 
@@ -110,6 +111,7 @@ func (r *run) load() {
 			spawn(func() { r.loadWorker(ctx, k.role, k.work, k.op) })
 		}
 	}
+	spawn(func() { r.direct.run(ctx, r.env.cluster.DSN("postgres", "", "postgres")) })
 	spawn(func() { r.holdIdle(ctx, r.cfg.idle) })
 	spawn(func() { r.terminator(ctx) })
 	spawn(func() { r.reloader(ctx) })
@@ -158,6 +160,7 @@ func (r *run) check() {
 	} else if r.faults.recovery > time.Second {
 		r.miss("new sessions took %s after the upstream returned (target 1s)", r.faults.recovery)
 	}
+	r.tallyTimeouts()
 	for _, u := range r.tally.unexplained() {
 		r.miss("error no fault explains: %s", u)
 	}
@@ -249,6 +252,8 @@ func (r *run) report(out io.Writer) {
 	fmt.Fprintf(w, "faults\t\t\n")
 	fmt.Fprintf(w, "  backends terminated\t%d\t\n", f.terminated.Load())
 	fmt.Fprintf(w, "  upstream stopped\t%s\tnew sessions %s after it accepted again\n", r.cfg.outage, f.recovery.Round(time.Millisecond/10))
+	d := &r.direct
+	fmt.Fprintf(w, "  direct connects (probe)\t%d\t%d timed out, the longest took %s\n", d.attempts, len(d.direct), d.longest.Round(time.Millisecond))
 	fmt.Fprintf(w, "  SIGHUP\t%d\t%d with a broken file\n", f.hups.Load(), f.brokenHups.Load())
 	fmt.Fprintf(w, "  slow reader\t%s\tat %s/s\n", mib(float64(f.slowBytes.Load())), mib(float64(r.cfg.slowRate)))
 	fmt.Fprintf(w, "  vanished mid-result (RST)\t%d\t\n", f.vanished.Load())

@@ -35,12 +35,15 @@ func (t *tally) ok(work string) {
 	t.mu.Unlock()
 }
 
-func (t *tally) fail(work string, err error) {
-	k := work + ": " + errorKind(err)
+func (t *tally) fail(work string, err error) { t.count(work, errorKind(err), err.Error()) }
+
+// count counts one error of a kind, keeping the first message as a sample.
+func (t *tally) count(work, kind, msg string) {
+	k := work + ": " + kind
 	t.mu.Lock()
 	t.errors[k]++
 	if _, seen := t.samples[k]; !seen {
-		t.samples[k] = err.Error()
+		t.samples[k] = msg
 	}
 	t.mu.Unlock()
 }
@@ -77,7 +80,7 @@ func errorKind(err error) string {
 	case errors.Is(err, net.ErrClosed):
 		return "no SQLSTATE: closed"
 	case errors.Is(err, context.DeadlineExceeded):
-		return "no SQLSTATE: timeout"
+		return kindTimeout
 	}
 	var ne net.Error
 	if errors.As(err, &ne) {
@@ -96,6 +99,9 @@ const copyInClosed = "no SQLSTATE: closed"
 func explanation(work, kind string) string {
 	if work == "plain COPY in" && kind == copyInClosed {
 		return "pgx's COPY writer after a FATAL"
+	}
+	if kind == kindTimeoutDirect {
+		return "the server left direct connects unanswered too"
 	}
 	code, _ := strings.CutPrefix(kind, "SQLSTATE ")
 	return explainedCodes[code]
