@@ -50,8 +50,15 @@ type loopSession struct {
 	done           chan struct{}
 	closed         bool
 	paused         bool // waiting for blocking work (wouldBlock): the client is not read
-	clientH        handler
-	serverH        handler
+	// serverGone is set when a send to the server failed: the client is no
+	// longer read, and the server's own event ends the session once what it
+	// sent before it went (its FATAL) has been relayed.
+	serverGone bool
+	// drainClient is set when the session ends from the server's side:
+	// the client may still be sending (linger_linux.go).
+	drainClient bool
+	clientH     handler
+	serverH     handler
 }
 
 // direction is one way of a loop session: a pump plus the part of its
@@ -329,7 +336,7 @@ func (ls *loopSession) resume() {
 	}
 	ls.paused = false
 	ls.s.masking.mayBlockOnce = true // now cached, unless it cannot be
-	ls.interest(ls.client, unix.EPOLLIN|unix.EPOLLRDHUP, !ls.c2s.blocked)
+	ls.interest(ls.client, unix.EPOLLIN|unix.EPOLLRDHUP, !ls.c2s.blocked && !ls.clientHeld())
 	ls.pumpBuffered(&ls.c2s, ls.clientH, ls.sfd)
 }
 
@@ -344,13 +351,13 @@ func (ls *loopSession) onEvent(e *endpoint, ev uint32) {
 	if ev&unix.EPOLLOUT != 0 {
 		ls.flush(out, src)
 	}
-	if ls.paused && e.isClient && ev&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+	if ls.clientHeld() && e.isClient && ev&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		// Reported even when not asked for, and level-triggered: a client
 		// gone while its session waits would wake the loop again and again.
 		ls.end(true, io.EOF)
 		return
 	}
-	if !ls.closed && !in.blocked && !(ls.paused && e.isClient) && ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+	if !ls.closed && !in.blocked && !(e.isClient && ls.clientHeld()) && ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		ls.read(in, inH, src, dst)
 	}
 }
@@ -389,6 +396,10 @@ func (ls *loopSession) flush(d *direction, dst int) {
 			ls.setBlocked(d, true)
 			return
 		}
+		if errno != 0 && d == &ls.c2s && !ls.serverGone {
+			ls.serverWentAway()
+			return
+		}
 		if errno != 0 {
 			ls.end(d != &ls.c2s, errno)
 			return
@@ -408,6 +419,25 @@ func (ls *loopSession) flush(d *direction, dst int) {
 	}
 }
 
+// serverWentAway handles a failed send to the server. A server that ends
+// a session (pg_terminate_backend, a shutdown) sends its FATAL and closes,
+// and what the client sent meanwhile, a COPY's data say, can no longer
+// reach it; but the FATAL may still wait unread in the server's socket,
+// when the client's event came first in the loop's batch. So the session
+// does not end here, with the proxy's own 08006: the client's bytes are
+// dropped and it is no longer read, and the server's socket, readable or
+// in error from now on, ends the session once its last words are relayed.
+func (ls *loopSession) serverWentAway() {
+	ls.serverGone = true
+	ls.c2s.sent, ls.c2s.p.out, ls.c2s.blocked = 0, ls.c2s.p.out[:0], false
+	ls.interest(ls.server, unix.EPOLLOUT, false)
+	ls.interest(ls.client, unix.EPOLLIN|unix.EPOLLRDHUP, false)
+}
+
+// clientHeld reports whether the client is not to be read for now: its
+// session waits for blocking work, or for the server's last words.
+func (ls *loopSession) clientHeld() bool { return ls.paused || ls.serverGone }
+
 // setBlocked pauses or resumes reading d's source while its output waits.
 func (ls *loopSession) setBlocked(d *direction, blocked bool) {
 	d.blocked = blocked
@@ -415,7 +445,7 @@ func (ls *loopSession) setBlocked(d *direction, blocked bool) {
 	if d == &ls.s2c {
 		srcEnd, dstEnd = ls.server, ls.client
 	}
-	ls.interest(srcEnd, unix.EPOLLIN|unix.EPOLLRDHUP, !blocked && !(ls.paused && srcEnd == ls.client))
+	ls.interest(srcEnd, unix.EPOLLIN|unix.EPOLLRDHUP, !blocked && !(srcEnd == ls.client && ls.clientHeld()))
 	ls.interest(dstEnd, unix.EPOLLOUT, blocked)
 }
 
@@ -443,6 +473,7 @@ func (ls *loopSession) end(fromClient bool, err error) {
 	if ls.closed {
 		return
 	}
+	ls.drainClient = !fromClient
 	if msg := ls.s.endMessage(fromClient, err); msg != nil {
 		ls.writeClientNow(msg)
 	}
@@ -461,6 +492,7 @@ func (ls *loopSession) writeClientNow(b []byte) {
 
 // terminate sends the client msg and the server a Terminate, then closes.
 func (ls *loopSession) terminate(msg []byte) {
+	ls.drainClient = true
 	ls.writeClientNow(msg)
 	if !ls.closed {
 		rawWrite(ls.sfd, []byte{'X', 0, 0, 0, 4})
