@@ -76,7 +76,14 @@
 // ends while output for its client is still queued (the client's socket
 // full) hands that output to a goroutine that writes it, blocking, for up
 // to 5 s and then closes the socket (linger_linux.go), so the end of a
-// result and the session's FATAL are not lost.
+// result and the session's FATAL are not lost. A session that ends from the
+// server's side also half-closes the client's socket and drains what the
+// client still sends, for up to 1 s, before closing it: closed with input
+// unread, the socket resets the client, and a client busy sending (a COPY
+// FROM STDIN) then fails its send without reading the FATAL. A failed send
+// to the server does not end the session by itself either: the server's
+// FATAL may still wait in its socket, so the client is no longer read and
+// the server's socket ends the session once that FATAL is relayed.
 //
 // # Cancel requests
 //
