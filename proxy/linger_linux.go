@@ -2,6 +2,9 @@ package proxy
 
 import (
 	"bytes"
+	"io"
+	"net"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -43,52 +46,33 @@ func (ls *loopSession) closeClient() {
 	go linger(ls.cfd, rest, ls.drainClient)
 }
 
-// linger writes b to fd in blocking mode, then, when drain is set, reads
-// until the peer closes; then it closes fd.
+// linger writes b to fd, then, when drain is set, half-closes it and reads
+// until the peer closes; then it closes fd. fd moves to the runtime's
+// poller first, so that a lingering session holds a parked goroutine and
+// no thread (a server shutdown ends every idle session at once).
 func linger(fd int, b []byte, drain bool) {
-	defer unix.Close(fd)
-	if unix.SetNonblock(fd, false) != nil || !lingerWrite(fd, b, lingerTimeout) || !drain {
+	f := os.NewFile(uintptr(fd), "client")
+	c, err := net.FileConn(f) // a duplicate of fd, non-blocking, in the poller
+	f.Close()
+	if err != nil {
 		return
 	}
-	drainInput(fd, drainTimeout)
-}
-
-// lingerWrite writes b to the blocking fd with a send timeout; it reports
-// whether all of b was written.
-func lingerWrite(fd int, b []byte, timeout time.Duration) bool {
-	tv := unix.NsecToTimeval(timeout.Nanoseconds())
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil || n <= 0 {
-			return false
-		}
-		b = b[n:]
-	}
-	return true
-}
-
-// drainInput half-closes the blocking fd (the peer reads everything sent
-// so far, then EOF) and reads and drops its input until the peer closes,
-// an error, or timeout.
-func drainInput(fd int, timeout time.Duration) {
-	if unix.Shutdown(fd, unix.SHUT_WR) != nil {
+	defer c.Close()
+	c.SetWriteDeadline(time.Now().Add(lingerTimeout))
+	if _, err := c.Write(b); err != nil || !drain {
 		return
 	}
-	deadline := time.Now().Add(timeout)
-	var buf [4096]byte
-	for left := time.Until(deadline); left > 0; left = time.Until(deadline) {
-		tv := unix.NsecToTimeval(left.Nanoseconds())
-		unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-		n, err := unix.Read(fd, buf[:])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil || n <= 0 {
-			return
-		}
+	drainInput(c, drainTimeout)
+}
+
+// drainInput half-closes c (the peer reads everything sent so far, then
+// EOF) and reads and drops its input until the peer closes, an error, or
+// timeout.
+func drainInput(c net.Conn, timeout time.Duration) {
+	hc, ok := c.(interface{ CloseWrite() error })
+	if !ok || hc.CloseWrite() != nil {
+		return
 	}
+	c.SetReadDeadline(time.Now().Add(timeout))
+	io.Copy(io.Discard, c)
 }
