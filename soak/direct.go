@@ -15,12 +15,11 @@ const (
 	kindTimeoutDirect = "no SQLSTATE: timeout, direct too"
 )
 
-// span is one connect attempt: when it started and ended, and whether it
-// timed out.
+// span is one connect attempt that timed out: its workload (through the
+// proxy) and when it started and ended.
 type span struct {
 	work       string
 	start, end time.Time
-	timedOut   bool
 }
 
 // directProbe connects to the server directly, as the proxy does, every
@@ -51,7 +50,7 @@ func (p *directProbe) run(ctx context.Context, dsn string) {
 		p.attempts++
 		p.longest = max(p.longest, end.Sub(start))
 		if errors.Is(err, context.DeadlineExceeded) {
-			p.direct = append(p.direct, span{start: start, end: end, timedOut: true})
+			p.direct = append(p.direct, span{start: start, end: end})
 		}
 		p.mu.Unlock()
 		pause(ctx, 100*time.Millisecond)
@@ -75,7 +74,7 @@ func (r *run) connectFailed(ctx context.Context, work string, start time.Time, e
 // proxyTimeout notes a connect through the proxy that timed out.
 func (p *directProbe) proxyTimeout(work string, start, end time.Time) {
 	p.mu.Lock()
-	p.proxy = append(p.proxy, span{work: work, start: start, end: end, timedOut: true})
+	p.proxy = append(p.proxy, span{work: work, start: start, end: end})
 	p.mu.Unlock()
 }
 
